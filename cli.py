@@ -1,0 +1,185 @@
+"""The ``timing`` command: a thin click layer over the :mod:`timing` package.
+
+Each command parses its options, calls one library function, and turns the
+package's foreseeable errors into a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from timing import errors
+from timing.config import Settings, load_settings
+from timing.store import default_store_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEMO_EXPORT = Path("data") / "demo"
+
+
+def _demo_export() -> Path:
+    """The bundled demo export: under the working directory, else beside this file."""
+    here = DEMO_EXPORT
+    return here if here.is_dir() else Path(__file__).resolve().parent / DEMO_EXPORT
+
+
+def boundary(fn: F) -> F:
+    """Turn the package's foreseeable errors into a clean message and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.USER_ERRORS as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Ctx:
+    def __init__(self, store: Path, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _iso_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not an ISO date (YYYY-MM-DD)") from None
+
+
+as_of_option = click.option(
+    "--as-of",
+    callback=_iso_date,
+    metavar="DATE",
+    help="As-of date (ISO). Default: the as-of date of the last ingested export.",
+)
+
+
+def echo(msg: str) -> None:
+    click.echo(msg)
+
+
+def progress(msg: str) -> None:
+    click.echo(f"  .. {msg}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The DuckDB store (default data/timing.duckdb, or $TIMING_STORE).",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML settings (default timing.toml when present).",
+)
+@click.version_option(package_name="timing")
+@click.pass_context
+@boundary
+def main(ctx: click.Context, store: Path | None, config: Path | None) -> None:
+    """When will each leasing customer sign their next contract?
+
+    Ingest an export, fit survival models, score open contracts, plan
+    outreach within capacity, and hand the plan to the team and the CRM.
+
+    Example:
+
+        timing demo-data demo-out --customers 2000 --seed 1
+
+        timing --store data/timing.duckdb ingest demo-out
+    """
+    ctx.obj = Ctx(store or default_store_path(), load_settings(config))
+
+
+@main.command("demo-data")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--customers", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--as-of", callback=_iso_date, default="2026-10-31", show_default=True, metavar="DATE")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--dirty", is_flag=True, help="Inject the faults real exports have (counted in OUT.truth/dirty.json).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--readings-every-days", type=click.IntRange(min=1), default=7, show_default=True)
+@boundary
+def demo_data(
+    out: Path, customers: int, as_of: date, seed: int, dirty: bool, fmt: str, readings_every_days: int
+) -> None:
+    """Write a realistic synthetic export to OUT, and its ground truth to OUT.truth/.
+
+    Example:
+
+        timing demo-data demo-out --customers 10000 --dirty --seed 1
+    """
+    from timing.demo import generate_demo
+
+    summary = generate_demo(
+        out,
+        customers=customers,
+        as_of=as_of,
+        seed=seed,
+        dirty=dirty,
+        fmt=fmt,  # type: ignore[arg-type]
+        readings_every_days=readings_every_days,
+        progress=progress,
+    )
+    rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
+    echo(f"export written to {summary.out}: {rows}")
+    echo(f"ground truth written to {summary.truth} (never read by any model)")
+
+
+@main.command()
+@click.argument("export_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--as-of", callback=_iso_date, metavar="DATE", help="The export's as-of date (default: its latest date).")
+@pass_ctx
+@boundary
+def ingest(obj: Ctx, export_dir: Path, as_of: date | None) -> None:
+    """Validate the export in DIR and load it into the store, all or nothing.
+
+    Prints rows read / loaded / set aside / duplicates per table and the
+    reasons rows were set aside. The previous store is kept if anything fails.
+
+    Example:
+
+        timing ingest data/demo
+    """
+    from timing.ingest import ingest as run_ingest
+
+    report = run_ingest(export_dir, obj.store, as_of=as_of, progress=progress)
+    echo(report.summary())
+
+
+@main.command()
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
+              help="Export folder (default: the bundled demo in data/demo).")
+@pass_ctx
+@boundary
+def run(obj: Ctx, export_dir: Path | None) -> None:
+    """The main job end to end on the bundled demo export.
+
+    Example:
+
+        timing run
+    """
+    from timing.pipeline import run_pipeline
+
+    result = run_pipeline(export_dir or _demo_export(), obj.store, obj.settings, progress=progress)
+    echo(result.summary())
+
+
+if __name__ == "__main__":
+    main()
