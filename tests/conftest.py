@@ -15,16 +15,20 @@ def base_tables() -> dict[str, Rows]:
     """A clean export as of 2026-06-30: two customers, a renewal, a fleet, a running contract."""
     customers: Rows = [
         {"customer_id": "C1", "customer_type": "private", "birth_year": 1980, "region": "north",
-         "branch_id": "B1", "consent_email": "true", "consent_phone": "yes", "consent_sms": "",
+         "branch_id": "B1", "consent_email": "true", "consent_phone": "yes", "consent_sms": "no",
          "consent_letter": "0", "do_not_contact": "false", "preferred_channel": "email"},
         {"customer_id": "C2", "customer_type": "business", "birth_year": "", "region": "south",
          "branch_id": "B2", "consent_email": "1", "consent_phone": "", "consent_sms": "",
          "consent_letter": "", "do_not_contact": "", "preferred_channel": ""},
+        # C3 has no contract yet: rule tests corrupt it without orphaning anything
+        {"customer_id": "C3", "customer_type": "private", "birth_year": 1991, "region": "north",
+         "branch_id": "B1", "consent_email": "true", "consent_phone": "", "consent_sms": "",
+         "consent_letter": "", "do_not_contact": "true", "preferred_channel": "phone"},
     ]
     vehicles: Rows = [
         {"vehicle_id": f"V{i}", "vin": "WBA12345678901234", "brand": "Brand", "model": "M3",
          "model_year": 2020, "powertrain": "bev" if i == 2 else "ice", "list_price": 45000}
-        for i in range(1, 6)
+        for i in range(1, 7)  # V6 belongs to no contract
     ]
     contracts: Rows = [
         # C1: K1 ended, renewed by K2 (recorded link)
@@ -58,13 +62,17 @@ def base_tables() -> dict[str, Rows]:
     ]
     fault_codes: Rows = [
         {"vehicle_id": "V4", "recorded_at": "2026-04-01T10:00:00Z", "code": "P0420", "severity": "critical"},
+        {"vehicle_id": "V2", "recorded_at": "2026-02-11T10:00:00Z", "code": "U0100", "severity": "info"},
     ]
     service_visits: Rows = [
         {"vehicle_id": "V4", "visit_date": "2026-04-05", "visit_type": "repair", "cost": 830.0},
+        {"vehicle_id": "V2", "visit_date": "2025-02-01", "visit_type": "maintenance", "cost": 210.0},
     ]
     contacts: Rows = [
         {"customer_id": "C1", "contract_id": "K2", "contacted_at": "2026-05-01T09:00:00Z",
          "channel": "email", "outcome": "interested"},
+        {"customer_id": "C2", "contract_id": "", "contacted_at": "2026-03-01T09:00:00Z",
+         "channel": "phone", "outcome": "no_response"},
     ]
     return {"customers": customers, "vehicles": vehicles, "contracts": contracts,
             "readings": readings, "fault_codes": fault_codes, "service_visits": service_visits,

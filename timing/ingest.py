@@ -200,7 +200,7 @@ def _parse_sql(col: Column, src_type: str | None) -> str:
     if col.dtype == "date":
         return f"TRY_CAST({t} AS DATE)"
     if col.dtype == "timestamp":
-        if text or src_type.startswith("TIMESTAMP WITH"):
+        if text or "TIME ZONE" in src_type or src_type.startswith("TIMESTAMPTZ"):
             return f"CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS TIMESTAMP)"
         return f"TRY_CAST({x} AS TIMESTAMP)"
     if col.dtype == "bool":
@@ -231,9 +231,9 @@ def _column_rules(col: Column, src_type: str | None, as_of: date) -> list[tuple[
     rules: list[tuple[str, str]] = []
     if col.required:
         rules.append((f"missing {col.name}", blank))
-    if src_type is not None:
+    if src_type is not None and col.dtype != "string":
         what = {"bool": "not a boolean", "date": "not a date", "timestamp": "not a timestamp"}.get(
-            col.dtype, "not a number" if col.dtype != "string" else "unreadable"
+            col.dtype, "not a number"
         )
         if col.dtype == "int":
             what = "not an integer"
