@@ -80,10 +80,7 @@ def inject(
     mid = first + size // 2
     usable = np.flatnonzero((size >= 5) & (odo[np.maximum(mid - 1, 0)] > 100))
     cars = rng.permutation(usable)
-    if len(cars) < 5 * n:  # a tiny chunk: fewer faults rather than two on one car
-        n_cars = len(cars) // 5
-    else:
-        n_cars = n
+    n_cars = min(n, len(cars) // 5)  # a tiny chunk: fewer faults rather than two on one car
     neg, dec, bad, dup = (cars[i * n_cars:(i + 1) * n_cars] for i in range(4))
     odo[first[neg]] = -np.round(odo[first[neg]] + 1.0, 1)
     odo[mid[dec]] = np.round(odo[mid[dec] - 1] * rng.uniform(0.3, 0.8, len(dec)), 1)
