@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -358,15 +358,54 @@ def _rss_mib(field_name: str) -> float:
     raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
-class _TimedConnection:
-    """Wraps a DuckDB connection and times every statement (``--profile``)."""
+class _RssMonitor:
+    """Polls this process's RSS; keeps the peak since each of its marks was reset."""
 
-    def __init__(self, con: Any, log: list[dict[str, Any]], stage: list[str]) -> None:
+    def __init__(self, interval: float = 0.02) -> None:
+        self._peaks: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _poll(self, interval: float) -> None:
+        while not self._done.wait(interval):
+            self.sample()
+
+    def sample(self) -> float:
+        rss = _rss_mib("VmRSS")
+        with self._lock:
+            for k, v in self._peaks.items():
+                self._peaks[k] = max(v, rss)
+        return rss
+
+    def reset(self, mark: str) -> float:
+        rss = _rss_mib("VmRSS")
+        with self._lock:
+            self._peaks[mark] = rss
+        return rss
+
+    def peak(self, mark: str) -> float:
+        self.sample()
+        with self._lock:
+            return self._peaks[mark]
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+class _TimedConnection:
+    """Wraps a DuckDB connection; times every statement and its peak RSS (``--profile``)."""
+
+    def __init__(self, con: Any, log: list[dict[str, Any]], stage: list[str], rss: _RssMonitor):
         self._con = con
         self._log = log
         self._stage = stage
+        self._rss = rss
 
     def _timed(self, method: str, sql: str, *args: Any) -> Any:
+        self._rss.reset("statement")
         t = time.perf_counter()
         result = getattr(self._con, method)(sql, *args)
         self._log.append(
@@ -374,6 +413,7 @@ class _TimedConnection:
                 "stage": self._stage[0],
                 "sql": " ".join(sql.split())[:110],
                 "seconds": time.perf_counter() - t,
+                "peak_rss_mib": self._rss.peak("statement"),
             }
         )
         return result
@@ -391,66 +431,55 @@ class _TimedConnection:
 def worker(export_dir: Path, store: Path, profile: bool) -> None:
     """Run one ingest and print a JSON line with timings, memory and the report.
 
-    ``VmHWM`` (not ``getrusage``) is the peak: on Linux ``ru_maxrss`` of a
-    freshly exec'd child can carry over its parent's high-water mark. With
-    ``profile``, the store connection is wrapped to time each SQL statement
-    and the end of the build (history carry-over, checkpoint, swap) is marked;
-    ``timing/ingest.py`` itself is not changed.
+    The peak is ``VmHWM``, not ``getrusage``: on Linux ``ru_maxrss`` of a
+    freshly exec'd child can carry over its parent's high-water mark. Stages
+    are delimited by the ``progress`` messages of ``ingest()``. With
+    ``profile``, ``replace_store`` is wrapped (in this process only) so that
+    the store connection times each SQL statement and the end of the build
+    (history carry-over, checkpoint, swap) is marked; ``timing/ingest.py``
+    itself is not changed.
     """
     import timing.ingest as ti
 
-    baseline = _rss_mib("VmRSS")
+    rss = _RssMonitor()
+    baseline = rss.reset("stage")
     stages: list[dict[str, Any]] = []
     current = ["start"]
     statements: list[dict[str, Any]] = []
-    stage_peak = [baseline]
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.wait(0.02):
-            stage_peak[0] = max(stage_peak[0], _rss_mib("VmRSS"))
 
     def close(now: float) -> None:
         if stages:
-            stage_peak[0] = max(stage_peak[0], _rss_mib("VmRSS"))
-            stages[-1].update(seconds=now - stages[-1]["t"], peak_rss_mib=stage_peak[0])
+            stages[-1].update(seconds=now - stages[-1]["t"], peak_rss_mib=rss.peak("stage"))
 
     def progress(msg: str) -> None:
         now = time.perf_counter()
         close(now)
-        stage_peak[0] = _rss_mib("VmRSS")
+        mib = rss.reset("stage")
         # "reading readings.csv" and "reading readings.parquet" are the same stage
         stages.append({"stage": re.sub(r"\.(csv|csv\.gz|parquet)$", "", msg), "t": now})
         current[0] = msg
-        print(
-            f"  [{now - started:6.1f} s, {stage_peak[0]:6,.0f} MiB] {msg}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"  [{now - started:6.1f} s, {mib:6,.0f} MiB] {msg}", file=sys.stderr, flush=True)
 
     if profile:
         original = ti.replace_store
 
         def replace_store(path: Any, build: Any) -> None:
             def timed_build(con: Any) -> None:
-                build(_TimedConnection(con, statements, current))
+                build(_TimedConnection(con, statements, current, rss))
                 progress("carry history, checkpoint, swap")
 
             original(path, timed_build)
 
         ti.replace_store = replace_store  # type: ignore[assignment]
 
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
     started = time.perf_counter()
     progress("find files, open store")
     report = ti.ingest(export_dir, store, progress=progress)
     ended = time.perf_counter()
     close(ended)
+    rss.stop()
     if not profile and stages[-1]["stage"] == "deriving outcomes":
         stages[-1]["stage"] = "deriving outcomes, log, checkpoint, swap"
-    done.set()
-    poller.join()
     peak = _rss_mib("VmHWM")
     seconds = ended - started
     print(f"  [{seconds:6.1f} s, peak {peak:6,.0f} MiB] done", file=sys.stderr, flush=True)
@@ -499,6 +528,7 @@ class Run:
     statements: list[dict[str, Any]]
     tables: list[dict[str, Any]]
     problems: list[str]
+    all_seconds: list[float] = field(default_factory=list)
 
     @property
     def time_ok(self) -> bool:
@@ -511,6 +541,19 @@ class Run:
     @property
     def passed(self) -> bool:
         return self.time_ok and self.memory_ok and not self.problems
+
+
+def summarise(runs: list[Run]) -> Run:
+    """One row per format: the median run's figures, the highest peak, every problem."""
+    ranked = sorted(runs, key=lambda r: r.seconds)
+    median = ranked[(len(ranked) - 1) // 2]
+    problems = sorted({p for r in runs for p in r.problems})
+    return replace(
+        median,
+        peak_rss_mib=max(r.peak_rss_mib for r in runs),
+        problems=problems,
+        all_seconds=[r.seconds for r in runs],
+    )
 
 
 def measure(fmt: str, export_dir: Path, store: Path, injected: Injected, profile: bool) -> Run:
@@ -587,8 +630,8 @@ def machine() -> dict[str, str]:
 
 def _table(runs: list[Run]) -> list[str]:
     head = (
-        "| format | rows read | seconds | process s | peak RSS MiB | target | pass |",
-        "|---|--:|--:|--:|--:|---|---|",
+        "| format | rows read | seconds | process s | peak RSS MiB | target | pass | all runs (s) |",
+        "|---|--:|--:|--:|--:|---|---|---|",
     )
     lines = list(head)
     for r in runs:
@@ -610,7 +653,8 @@ def _table(runs: list[Run]) -> list[str]:
         )
         lines.append(
             f"| {r.fmt} | {r.rows_read:,} | {r.seconds:.1f} | {r.process_seconds:.1f} "
-            f"| {r.peak_rss_mib:,.0f} | {target} | {verdict} |"
+            f"| {r.peak_rss_mib:,.0f} | {target} | {verdict} "
+            f"| {', '.join(f'{x:.1f}' for x in r.all_seconds)} |"
         )
     return lines
 
@@ -633,11 +677,17 @@ def _stage_table(runs: list[Run]) -> list[str]:
 
 
 def _statements_table(runs: list[Run], top: int = 12) -> list[str]:
-    lines = ["| format | stage | seconds | statement (start) |", "|---|---|--:|---|"]
+    lines = [
+        "| format | stage | seconds | peak MiB | statement (start) |",
+        "|---|---|--:|--:|---|",
+    ]
     for r in runs:
         for st in r.statements[:top]:
             sql = st["sql"].replace("|", "\\|")
-            lines.append(f"| {r.fmt} | {st['stage']} | {st['seconds']:.2f} | `{sql}` |")
+            lines.append(
+                f"| {r.fmt} | {st['stage']} | {st['seconds']:.2f} | {st['peak_rss_mib']:,.0f} "
+                f"| `{sql}` |"
+            )
     return lines
 
 
@@ -665,7 +715,7 @@ else it was doing; the machine and its load average are recorded per run.
 ## `benchmarks/ingest.py`: ingesting a large export
 
 ```
-python benchmarks/ingest.py [--rows N] [--keep]
+python benchmarks/ingest.py [--rows N] [--repeat R] [--keep] [--profile]
 ```
 
 * Generates a deterministic export (seed 0): ~100,000 customers, vehicles and
@@ -675,15 +725,19 @@ python benchmarks/ingest.py [--rows N] [--keep]
   contracts), written once as CSV (UTF-8, header, comma) and once as Parquet
   (zstd, typed columns) under `benchmarks/.cache/`.
 * Runs `timing.ingest.ingest(export_dir, store)` with full validation in a
-  fresh Python process per format. *seconds* is the wall time of the
-  `ingest()` call (reading, validating, writing the store, checkpoint);
-  *process s* adds interpreter start-up and imports. *Peak RSS* is the
-  process's `VmHWM` (Python plus DuckDB's native memory). Stage times come
-  from the `progress` callback (a stage runs until the next message).
+  fresh Python process per run, R runs per format (default 3, formats
+  alternating). *seconds* is the median wall time of the `ingest()` call
+  (reading, validating, writing the store, checkpoint); *process s* adds
+  interpreter start-up and imports. *Peak RSS* is the process's `VmHWM`
+  (Python plus DuckDB's native memory), the highest over the runs. Stage times
+  (of the median run) come from the `progress` callback: a stage runs until
+  the next message. `--profile` also times each SQL statement (by wrapping
+  the store connection inside the benchmark process) and lists the slowest.
 * Checks, per table, read = loaded + set aside + duplicates, that at least
   the injected bad rows were set aside / counted as duplicates, and that the
   store and its quarantine hold exactly the reported rows.
-* Targets (2 cores, 24 GB): CSV <= 20 s, Parquet <= 10 s, peak RSS <= 2 GiB.
+* Targets (2 cores, 24 GB): CSV <= 20 s, Parquet <= 10 s, peak RSS <= 2 GiB
+  (2048 MiB).
 
 Machine of the first run: {machine}.
 """
@@ -712,7 +766,8 @@ def record(runs: list[Run], gen: dict[str, Any], info: dict[str, str], command: 
         "",
         *_table(runs),
         "",
-        "Stages (time until the next progress message; peak RSS within the stage):",
+        "Stages of the median run (time until the next progress message; peak RSS "
+        "within the stage):",
         "",
         *_stage_table(runs),
         "",
@@ -801,6 +856,12 @@ def main(argv: list[str] | None = None) -> int:
         help="share of bad rows injected (default 0.001)",
     )
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="ingest runs per format; the median time is reported (default 3)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument(
         "--keep", action="store_true", help="keep the generated export (and reuse it next time)"
@@ -826,20 +887,22 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     gen = prepare(cache, args.rows, vehicles, args.seed, args.bad_fraction)
     injected = Injected(**gen["injected"])
-    runs: list[Run] = []
+    measured: dict[str, list[Run]] = {fmt: [] for fmt in args.formats}
     try:
-        for fmt in args.formats:
-            print(f"ingesting the {fmt} export ...")
-            store = cache / f"store-{fmt}.duckdb"
-            runs.append(measure(fmt, cache / fmt, store, injected, args.profile))
-            for p in (store, store.with_name(store.name + ".wal")):
-                p.unlink(missing_ok=True)
+        for i in range(args.repeat):  # formats alternate, so background noise hits both
+            for fmt in args.formats:
+                print(f"ingesting the {fmt} export (run {i + 1} of {args.repeat}) ...")
+                store = cache / f"store-{fmt}.duckdb"
+                measured[fmt].append(measure(fmt, cache / fmt, store, injected, args.profile))
+                for p in (store, store.with_name(store.name + ".wal")):
+                    p.unlink(missing_ok=True)
     finally:
         if not args.keep:
             for fmt in FORMATS:
                 shutil.rmtree(cache / fmt, ignore_errors=True)
             (cache / "manifest.json").unlink(missing_ok=True)
 
+    runs = [summarise(measured[fmt]) for fmt in args.formats]
     print()
     print("\n".join(_table(runs)))
     print()

@@ -39,7 +39,7 @@ class Snapshot:
     con: duckdb.DuckDBPyConnection
     as_of: date
     store_as_of: date
-    schema: str = "asof"
+    schema: str = "view_at"
 
     def t(self, table: str) -> str:
         """Qualified name of a table as of ``as_of``."""
@@ -129,7 +129,7 @@ def open_snapshot(store_path: str | Path, as_of: date | None = None) -> Snapshot
         raise StoreError(
             f"as-of {day} is after the store's export date {store_as_of}: the store cannot know it"
         )
-    create_views(con, "store.main", day, "asof")
+    create_views(con, "store.main", day, "view_at")
     return Snapshot(con, day, store_as_of)
 
 

@@ -60,8 +60,11 @@ def derive_outcomes(
     t = f"DATE '{as_of.isoformat()}'"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _k AS
-        SELECT contract_id, customer_id, start_date, signed_date, predecessor_contract_id,
-               coalesce(actual_end_date, scheduled_end_date) AS end_date, actual_end_date
+        SELECT contract_id, customer_id, CAST(start_date AS DATE) AS start_date,
+               CAST(signed_date AS DATE) AS signed_date,
+               CAST(predecessor_contract_id AS VARCHAR) AS predecessor_contract_id,
+               CAST(coalesce(actual_end_date, scheduled_end_date) AS DATE) AS end_date,
+               CAST(actual_end_date AS DATE) AS actual_end_date
         FROM {contracts}"""
     )
     # recorded links: the earliest-signed contract naming K is K's successor

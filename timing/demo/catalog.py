@@ -94,11 +94,13 @@ def to_date(day: int) -> date:
 
 
 def add_months(days: np.ndarray, months: np.ndarray) -> np.ndarray:
-    """Calendar month arithmetic on day numbers (day of month clipped to 28)."""
+    """Calendar month arithmetic on day numbers (31 Jan + 1 month = 28/29 Feb)."""
     d = days.astype("datetime64[D]")
     m = d.astype("datetime64[M]")
-    dom = np.minimum((d - m).astype(np.int64), 27)
-    return ((m + months.astype(np.int64)).astype("datetime64[D]") + dom).astype(np.int64)
+    target = m + months.astype(np.int64)
+    month_days = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
+    dom = np.minimum((d - m).astype(np.int64), month_days - 1)
+    return (target.astype("datetime64[D]") + dom).astype(np.int64)
 
 
 def year_of(days: np.ndarray) -> np.ndarray:

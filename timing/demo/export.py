@@ -74,6 +74,12 @@ def contract_numbers(p: Portfolio, cust: Customers, chunk: int) -> np.ndarray:
     return number
 
 
+def exported_contracts(p: Portfolio, number: np.ndarray, as_of_day: int) -> np.ndarray:
+    """Positions of the contracts signed by the as-of day, in export row order."""
+    shown = np.flatnonzero(p.signed <= as_of_day)
+    return shown[np.argsort(number[shown], kind="stable")]
+
+
 def build_tables(
     rng: np.random.Generator, cust: Customers, p: Portfolio, number: np.ndarray, readings: Readings,
     faults: FaultRecords, visits: Visits, contacts: Contacts, as_of_day: int,
@@ -95,8 +101,7 @@ def build_tables(
         "preferred_channel": labels(cust.preferred_channel, cat.CHANNELS, cust.preferred_channel >= 0),
     })  # fmt: skip
 
-    shown = np.flatnonzero(p.signed <= as_of_day)
-    shown = shown[np.argsort(number[shown], kind="stable")]
+    shown = exported_contracts(p, number, as_of_day)
     ended = p.actual_end[shown] <= as_of_day
     pred = p.predecessor[shown]
     has_pred = (pred >= 0) & p.predecessor_recorded[shown]

@@ -23,13 +23,13 @@ from timing.demo import catalog as cat
 
 BUSINESS_SHARE = 0.20
 DO_NOT_CONTACT_SHARE = 0.03
-HEAVY_USER_SHARE = 0.12
+HEAVY_USER_SHARE = 0.09
 
 #: Habit mixture: (weight, low, high) of the customer's mean offset in days.
 HABITS: tuple[tuple[float, float, float], ...] = (
-    (0.27, -210.0, -100.0),  # early: months before the scheduled end
-    (0.31, -28.0, 0.0),  # on time: in the last weeks
-    (0.14, -85.0, -40.0),  # the rhythm today's outreach assumes
+    (0.22, -210.0, -100.0),  # early: months before the scheduled end
+    (0.28, -28.0, 0.0),  # on time: in the last weeks
+    (0.22, -85.0, -40.0),  # the rhythm today's outreach assumes
     (0.28, 15.0, 140.0),  # late: after the end, within the 180-day grace
 )
 
@@ -98,9 +98,9 @@ def make_customers(rng: np.random.Generator, first_number: int, n: int, as_of_da
     high = np.array([h[2] for h in HABITS])[kind]
     habit_days = low + (high - low) * rng.random(n)
 
-    loyalty = rng.normal(1.0, 1.0, n) + np.where(business, 0.6, 0.0)
-    median_km = np.where(business, 26_000, 15_000)
-    annual_km = np.clip(median_km * rng.lognormal(0, 0.35, n), 6_000, 60_000)
+    loyalty = rng.normal(0.7, 1.0, n) + np.where(business, 0.6, 0.0)
+    median_km = np.where(business, 22_000, 15_000)
+    annual_km = np.clip(median_km * rng.lognormal(0, 0.3, n), 6_000, 50_000)
     heavy = rng.random(n) < HEAVY_USER_SHARE
     usage_ratio = np.where(heavy, rng.uniform(1.3, 1.8, n), rng.lognormal(np.log(0.92), 0.10, n))
 

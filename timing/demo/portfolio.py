@@ -5,10 +5,11 @@ one deal and then drifting apart (different terms, habits applied per car). For
 each running contract the simulator decides, from the customer's hidden traits,
 whether they renew or leave, and on which day they intend to sign the successor:
 
-- ``habit``: scheduled end + the customer's own offset + noise (sd 14 days);
+- ``habit``: scheduled end + the customer's own offset + noise (sd 20 days);
 - ``mileage``: the day the odometer reaches the whole allowance, for cars driven
   more than 1.15x their allowance, when that comes first;
-- ``fault``: 15-75 days after a critical fault, for a share of critical faults;
+- ``fault``: 15-75 days after a critical fault in the contract's last 15
+  months (and not in its first year), for a share of critical faults;
 - ``battery``: 0-60 days after state of health drops below 82%, for
   battery-sensitive customers;
 - ``launch``: a habit date in the two months before a launch (March, September)
@@ -69,7 +70,8 @@ class Portfolio:
 
 
 def _grid_allowance(km: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(km / 5_000) * 5_000, 10_000, 40_000).astype(np.int64)
+    """The allowance a customer books for an expected distance: the next 5,000 km step up."""
+    return np.clip(np.ceil(km / 5_000 - 0.2) * 5_000, 10_000, 40_000).astype(np.int64)
 
 
 def _monthly_payment(
@@ -91,14 +93,14 @@ def _intended_day(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Day each customer intends to sign the successor, and what set it."""
     n = len(c)
-    habit = end + np.round(cust.habit_days[c] + rng.normal(0, 14, n)).astype(np.int64)
+    habit = end + np.round(cust.habit_days[c] + rng.normal(0, 20, n)).astype(np.int64)
     reached = start + np.round((end - start) * allowance / km + rng.normal(0, 10, n)).astype(np.int64)
     mileage = np.where(km / allowance > HEAVY_RATIO, reached, NEVER)
 
     fc = faults.contract
     trigger = (
         (faults.severity == 2)
-        & (faults.day >= start[fc] + 150)
+        & (faults.day >= np.maximum(start[fc] + 365, end[fc] - 456))
         & (rng.random(len(fc)) < cust.fault_trigger[c][fc])
     )
     first_trigger = np.full(n, NEVER)
@@ -123,7 +125,7 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
     """Simulate every chain of every customer until it is lost or runs past ``horizon_end``."""
     c = np.repeat(np.arange(len(cust)), cust.fleet_size)
     chain = np.arange(len(c))
-    chain_km = cust.annual_km[c] * rng.lognormal(0, np.where(cust.business[c], 0.25, 0.0))
+    chain_km = cust.annual_km[c] * rng.lognormal(0, np.where(cust.business[c], 0.15, 0.0))
     signed = cust.first_signed[c]
     start = signed + rng.integers(7, 121, len(c))
     pred = np.full(len(c), -1)

@@ -2,7 +2,7 @@
 
 A car reports from its telematics start (from delivery for model year 2019 and
 later, from 2023-01-01 for older cars); one car in five never reports. Readings
-come every ``every_days`` days (daily for 8% of cars when that is 7), with up to
+come every ``every_days`` days (daily for 4% of cars when that is 7), each car at its own time of day, with up to
 three gaps of one to eight weeks and 2% of single readings missing. The odometer
 grows by the car's daily distance times gamma noise between readings, so it
 never decreases; battery health follows :func:`vehicles.battery_soh` plus noise.
@@ -17,7 +17,7 @@ import numpy as np
 from timing.demo.portfolio import NEVER, Portfolio
 from timing.demo.vehicles import battery_soh
 
-DAILY_SHARE = 0.08
+DAILY_SHARE = 0.04
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ def make_readings(rng: np.random.Generator, p: Portfolio, as_of_day: int, every_
         keep &= ~inside
     vehicle, day = vehicle[keep], day[keep]
 
-    second = rng.integers(0, 86_400, len(day))
+    # a car uploads its snapshot at its own time of day
+    second = rng.integers(0, 86_400, n)[vehicle]
     ms = (day * 86_400 + second) * 1_000
     odometer = _odometer(rng, p, vehicle, day + second / 86_400)
 
@@ -78,4 +79,4 @@ def _odometer(rng: np.random.Generator, p: Portfolio, vehicle: np.ndarray, t: np
     step_km = np.where(new_car, step_km + rng.uniform(5, 60, len(t)), step_km)
     total = np.cumsum(step_km)
     base = np.maximum.accumulate(np.where(new_car, total - step_km, 0.0))
-    return np.round(total - base, 1)
+    return np.round(total - base)

@@ -68,8 +68,8 @@ def draw_cars(rng: np.random.Generator, start: np.ndarray, ev_affinity: np.ndarr
     month = start.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12 + 1
     model_year = year + ((month >= 9) & (rng.random(n) < 0.3))
 
-    fast = rng.random(n) < 0.15
-    wear = np.where(fast, rng.uniform(4.0, 6.0, n), rng.uniform(1.5, 2.5, n))
+    fast = rng.random(n) < 0.2
+    wear = np.where(fast, rng.uniform(4.5, 7.0, n), rng.uniform(1.5, 2.5, n))
     wear = np.where(powertrain == 2, wear * 1.2, np.where(powertrain == 3, wear, 0.0))
 
     never = rng.random(n) < NO_TELEMATICS_SHARE
