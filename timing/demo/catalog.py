@@ -98,7 +98,9 @@ def add_months(days: np.ndarray, months: np.ndarray) -> np.ndarray:
     d = days.astype("datetime64[D]")
     m = d.astype("datetime64[M]")
     target = m + months.astype(np.int64)
-    month_days = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
+    month_days = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(
+        np.int64
+    )
     dom = np.minimum((d - m).astype(np.int64), month_days - 1)
     return (target.astype("datetime64[D]") + dom).astype(np.int64)
 

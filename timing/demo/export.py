@@ -32,7 +32,9 @@ CHUNK_ID_SPAN = 10_000_000
 
 
 def ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    digits = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width, padding="0")
+    digits = pc.utf8_lpad(
+        pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width, padding="0"
+    )
     return pc.binary_join_element_wise(prefix, digits, "")
 
 
@@ -81,8 +83,15 @@ def exported_contracts(p: Portfolio, number: np.ndarray, as_of_day: int) -> np.n
 
 
 def build_tables(
-    rng: np.random.Generator, cust: Customers, p: Portfolio, number: np.ndarray, readings: Readings,
-    faults: FaultRecords, visits: Visits, contacts: Contacts, as_of_day: int,
+    rng: np.random.Generator,
+    cust: Customers,
+    p: Portfolio,
+    number: np.ndarray,
+    readings: Readings,
+    faults: FaultRecords,
+    visits: Visits,
+    contacts: Contacts,
+    as_of_day: int,
 ) -> dict[str, pa.Table]:
     """The export tables of one chunk, rows in a stable order."""
     contract_id = ids("K", number, 10)

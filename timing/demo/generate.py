@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from timing.demo.writer import TableSink, arrow_schema, check_target, swap_in, t
 
 VERSION = "timing.demo 1"
 #: Customers simulated together; fixed, so output never depends on the machine.
-CHUNK_CUSTOMERS = 25_000
+CHUNK_CUSTOMERS = 10_000
 #: The simulated future: at least 24 months after the as-of date.
 HORIZON_DAYS = 760
 FORMATS = ("csv", "parquet")
@@ -43,19 +45,21 @@ TRUTH_SCHEMA = pa.schema([
 class DemoSummary:
     """What :func:`generate_demo` wrote."""
 
-    out: Path
-    truth: Path
-    rows: dict[str, int]
-    dirty: Counts
+    out: Path  # the export folder
+    truth: Path  # the sibling truth folder, ``out.truth``
+    rows: dict[str, int]  # rows written per table, injected faults included
+    dirty: Counts  # {kind: {table: rows}} of injected faults, zeros when clean
     customers: int
     as_of: date
-    horizon_end: date
+    horizon_end: date  # the end of the simulated future
     seed: int
     fmt: str
-    command: str = field(default="")
+    command: str = field(default="")  # the equivalent ``timing demo-data`` call
 
 
-def _check_args(customers: object, as_of: object, seed: object, fmt: object, every: object) -> None:
+def _check_args(
+    customers: object, as_of: object, seed: object, fmt: object, every: object, dirty: object
+) -> None:
     if isinstance(customers, bool) or not isinstance(customers, int | np.integer) or customers < 1:
         raise ValueError(f"customers must be a whole number of at least 1, got {customers!r}")
     if not isinstance(as_of, date) or not date(2016, 1, 1) <= as_of <= date(2100, 12, 31):
@@ -66,6 +70,16 @@ def _check_args(customers: object, as_of: object, seed: object, fmt: object, eve
         raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if isinstance(every, bool) or not isinstance(every, int | np.integer) or not 1 <= every <= 365:
         raise ValueError(f"readings_every_days must be a whole number from 1 to 365, got {every!r}")
+    if not isinstance(dirty, bool | np.bool_):
+        raise ValueError(f"dirty must be True or False, got {dirty!r}")
+
+
+def _written_by_us(truth: Path) -> bool:
+    try:
+        meta = json.loads((truth / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and str(meta.get("generator", "")).startswith("timing.demo")
 
 
 def generate_demo(
@@ -84,7 +98,8 @@ def generate_demo(
     ----------
     out
         Folder for the export: one file per table. It may not exist yet, be
-        empty, or hold an earlier output of this generator (then it is replaced).
+        empty, or hold an earlier output of this generator, recognised by
+        ``out.truth/meta.json`` (then both folders are replaced).
     customers
         Number of customers; about one in five is a fleet with 2-20 cars.
     as_of
@@ -117,13 +132,14 @@ def generate_demo(
     """
     if isinstance(as_of, datetime):
         as_of = as_of.date()
-    _check_args(customers, as_of, seed, fmt, readings_every_days)
-    customers, seed, every = int(customers), int(seed), int(readings_every_days)
+    _check_args(customers, as_of, seed, fmt, readings_every_days, dirty)
+    customers, seed, every, dirty = int(customers), int(seed), int(readings_every_days), bool(dirty)
     say = progress or (lambda message: None)
-    out = Path(out)
+    out = Path(os.path.abspath(out))
     truth = Path(str(out) + ".truth")
-    check_target(out, EXPORT_FILES)
-    check_target(truth, TRUTH_FILES)
+    ours = _written_by_us(truth)
+    check_target(out, EXPORT_FILES, ours)
+    check_target(truth, TRUTH_FILES, ours)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     as_of_day = cat.day_number(as_of)
@@ -141,7 +157,9 @@ def generate_demo(
         for k, seq in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
             first = k * CHUNK_CUSTOMERS
             n = min(CHUNK_CUSTOMERS, customers - first)
-            tables, truth_table, chunk_counts = _chunk(k, seq, first + 1, n, as_of_day, every, dirty)
+            tables, truth_table, chunk_counts = _chunk(
+                k, seq, first + 1, n, as_of_day, every, dirty
+            )
             for name, table in tables.items():
                 sinks[name].write(table)
             sinks["truth"].write(truth_table)
@@ -176,10 +194,8 @@ def generate_demo(
         swap_in(tmp_out, out)
     except BaseException:
         for sink in sinks.values():
-            try:
+            with contextlib.suppress(Exception):  # already failing; the temp folders go anyway
                 sink.close()
-            except Exception:  # noqa: S110 - already failing; the temp folders go anyway
-                pass
         shutil.rmtree(tmp_out, ignore_errors=True)
         shutil.rmtree(tmp_truth, ignore_errors=True)
         raise
@@ -188,7 +204,13 @@ def generate_demo(
 
 
 def _chunk(
-    k: int, seq: np.random.SeedSequence, first_number: int, n: int, as_of_day: int, every: int, dirty: bool
+    k: int,
+    seq: np.random.SeedSequence,
+    first_number: int,
+    n: int,
+    as_of_day: int,
+    every: int,
+    dirty: bool,
 ) -> tuple[dict[str, pa.Table], pa.Table, Counts]:
     """Simulate and tabulate customers ``first_number .. first_number + n - 1``."""
     # one stream per step, so e.g. the reading interval or dirt never changes the contracts
@@ -199,13 +221,30 @@ def _chunk(
     readings = make_readings(rng[2], p, as_of_day, every)
     visits = make_visits(rng[3], p, as_of_day)
     contacts = make_contacts(rng[4], p, cust, as_of_day)
-    tables = build_tables(rng[5], cust, p, number, readings, recorded_faults(p, as_of_day), visits, contacts, as_of_day)
+    tables = build_tables(
+        rng[5],
+        cust,
+        p,
+        number,
+        readings,
+        recorded_faults(p, as_of_day),
+        visits,
+        contacts,
+        as_of_day,
+    )
     truth = build_truth(cust, p, number, as_of_day)
     counts = empty_counts()
     if dirty:
         shown = exported_contracts(p, number, as_of_day)
         referenced = np.isin(shown, contacts.contract)
-        safe = (p.outcome[shown] == LOST) & (p.predecessor[shown] < 0) & (p.actual_end[shown] <= as_of_day) & ~referenced
+        safe = (
+            (p.outcome[shown] == LOST)
+            & (p.predecessor[shown] < 0)
+            & (p.actual_end[shown] <= as_of_day)
+            & ~referenced
+        )
         per_kind = max(1, (n + 100) // 200)
-        tables, counts = inject(rng[6], tables, per_kind, readings.vehicle, np.flatnonzero(safe), k * 1_000_000 + 1)
+        tables, counts = inject(
+            rng[6], tables, per_kind, readings.vehicle, np.flatnonzero(safe), k * 1_000_000 + 1
+        )
     return tables, truth, counts

@@ -44,7 +44,9 @@ def _answer(rng: np.random.Generator, situation: np.ndarray) -> np.ndarray:
     return (rng.random(len(situation))[:, None] >= probs[situation]).sum(axis=1).clip(0, 3)
 
 
-def make_contacts(rng: np.random.Generator, p: Portfolio, cust: Customers, as_of_day: int) -> Contacts:
+def make_contacts(
+    rng: np.random.Generator, p: Portfolio, cust: Customers, as_of_day: int
+) -> Contacts:
     """Contacts made before the as-of day."""
     c = p.customer
     reachable = ~cust.do_not_contact[c] & cust.consent[c].any(axis=1)
@@ -53,7 +55,13 @@ def make_contacts(rng: np.random.Generator, p: Portfolio, cust: Customers, as_of
     parts = []
     day = _working_day(p.scheduled_end - 90 + np.round(rng.normal(0, 5, len(p))).astype(np.int64))
     for attempt in range(2):
-        ok = reachable & (day < signing) & (day <= p.actual_end) & (day >= p.start) & (day < as_of_day)
+        ok = (
+            reachable
+            & (day < signing)
+            & (day <= p.actual_end)
+            & (day >= p.start)
+            & (day < as_of_day)
+        )
         soon = (signing - day >= 0) & (signing - day <= 60)
         situation = np.where(soon, 0, np.where(p.outcome == LOST, 1, 2))
         outcome = _answer(rng, situation)
@@ -72,7 +80,9 @@ def make_contacts(rng: np.random.Generator, p: Portfolio, cust: Customers, as_of
     consent = cust.consent[customer]
     preferred = cust.preferred_channel[customer]
     use_preferred = (preferred >= 0) & (rng.random(len(contract)) < 0.7)
-    channel = np.where(use_preferred, preferred, np.where(consent, rng.random(consent.shape), -1.0).argmax(axis=1))
+    channel = np.where(
+        use_preferred, preferred, np.where(consent, rng.random(consent.shape), -1.0).argmax(axis=1)
+    )
     ms = (day * 86_400 + rng.integers(8 * 3_600, 18 * 3_600, len(day))) * 1_000
     contract = np.where(rng.random(len(contract)) < 0.03, -1, contract)
     order = np.lexsort((customer, ms))

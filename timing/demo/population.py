@@ -63,7 +63,9 @@ class Customers:
         return len(self.number)
 
 
-def make_customers(rng: np.random.Generator, first_number: int, n: int, as_of_day: int) -> Customers:
+def make_customers(
+    rng: np.random.Generator, first_number: int, n: int, as_of_day: int
+) -> Customers:
     """Draw ``n`` customers numbered from ``first_number``."""
     business = rng.random(n) < BUSINESS_SHARE
     as_of_year = int(cat.year_of(np.array([as_of_day]))[0])

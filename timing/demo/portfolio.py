@@ -75,7 +75,11 @@ def _grid_allowance(km: np.ndarray) -> np.ndarray:
 
 
 def _monthly_payment(
-    rng: np.random.Generator, price: np.ndarray, term: np.ndarray, product: np.ndarray, allowance: np.ndarray
+    rng: np.random.Generator,
+    price: np.ndarray,
+    term: np.ndarray,
+    product: np.ndarray,
+    allowance: np.ndarray,
 ) -> np.ndarray:
     rate = 0.03 + 0.02 * rng.random(len(price))
     i = rate / 12
@@ -88,13 +92,22 @@ def _monthly_payment(
 
 
 def _intended_day(
-    rng: np.random.Generator, cust: Customers, c: np.ndarray, start: np.ndarray, end: np.ndarray,
-    allowance: np.ndarray, km: np.ndarray, cars: Cars, faults: Faults,
+    rng: np.random.Generator,
+    cust: Customers,
+    c: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    allowance: np.ndarray,
+    km: np.ndarray,
+    cars: Cars,
+    faults: Faults,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Day each customer intends to sign the successor, and what set it."""
     n = len(c)
     habit = end + np.round(cust.habit_days[c] + rng.normal(0, 20, n)).astype(np.int64)
-    reached = start + np.round((end - start) * allowance / km + rng.normal(0, 10, n)).astype(np.int64)
+    reached = start + np.round((end - start) * allowance / km + rng.normal(0, 10, n)).astype(
+        np.int64
+    )
     mileage = np.where(km / allowance > HEAVY_RATIO, reached, NEVER)
 
     fc = faults.contract
@@ -108,7 +121,9 @@ def _intended_day(
     fault = np.where(first_trigger < NEVER, first_trigger + rng.integers(15, 76, n), NEVER)
 
     wants_new_battery = cust.battery_sensitive[c] & cars.electric
-    battery = np.where(wants_new_battery, battery_upgrade_day(cars, start, km) + rng.integers(0, 61, n), NEVER)
+    battery = np.where(
+        wants_new_battery, battery_upgrade_day(cars, start, km) + rng.integers(0, 61, n), NEVER
+    )
 
     candidates = np.stack([habit, mileage, fault, battery])
     driver = candidates.argmin(axis=0)
@@ -135,10 +150,18 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
     offset, gen = 0, 0
     while len(c):
         n = len(c)
-        term = np.where(rng.random(n) < 0.7, cust.term_pref[c], rng.choice(cat.TERMS_MONTHS, n, p=cat.TERM_WEIGHTS))
-        product = np.where(rng.random(n) < 0.85, cust.product_pref[c], rng.choice(3, n, p=[0.6, 0.25, 0.15]))
+        term = np.where(
+            rng.random(n) < 0.7,
+            cust.term_pref[c],
+            rng.choice(cat.TERMS_MONTHS, n, p=cat.TERM_WEIGHTS),
+        )
+        product = np.where(
+            rng.random(n) < 0.85, cust.product_pref[c], rng.choice(3, n, p=[0.6, 0.25, 0.15])
+        )
         km = chain_km[chain] * rng.lognormal(0, 0.05, n)
-        allowance = _grid_allowance(chain_km[chain] / cust.usage_ratio[c] * rng.lognormal(0, 0.04, n))
+        allowance = _grid_allowance(
+            chain_km[chain] / cust.usage_ratio[c] * rng.lognormal(0, 0.04, n)
+        )
         end = cat.add_months(start, term)
         cars = draw_cars(rng, start, cust.ev_affinity[c])
         payment = _monthly_payment(rng, cars.list_price, term, product, allowance)
@@ -147,7 +170,9 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
         intended, driver = _intended_day(rng, cust, c, start, end, allowance, km, cars, faults)
         stay = 1 / (1 + np.exp(-(cust.loyalty[c] + 0.45 * min(gen, 4))))
         lost = rng.random(n) >= stay
-        next_signed = np.minimum(intended + np.clip(np.round(rng.normal(0, 1.5, n)), -4, 4).astype(np.int64), end + 175)
+        next_signed = np.minimum(
+            intended + np.clip(np.round(rng.normal(0, 1.5, n)), -4, 4).astype(np.int64), end + 175
+        )
         next_start = next_signed + rng.integers(7, 61, n)
 
         # ending of a renewed contract: at the successor's start when that is early
@@ -163,7 +188,9 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
         early_lost = can_early & (rng.random(n) < 0.25)
         lost_day = rng.integers(start + 365, np.where(can_early, end - 30, start + 366))
         lost_end = np.where(early_lost, lost_day, end)
-        lost_type = np.where(early_lost, np.where(rng.random(n) < 0.15, 3, 2), np.where(bought, 1, 0))
+        lost_type = np.where(
+            early_lost, np.where(rng.random(n) < 0.15, 3, 2), np.where(bought, 1, 0)
+        )
         actual = np.where(lost, lost_end, actual)
         end_type = np.where(lost, lost_type, end_type)
         intended = np.where(lost, NEVER, intended)
@@ -171,7 +198,9 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
 
         renew = ~lost & (next_signed <= horizon_end)
         outcome = np.select([renew, lost & (lost_end <= horizon_end)], [REPURCHASED, LOST], OPEN)
-        outcome_day = np.select([outcome == REPURCHASED, outcome == LOST], [next_signed, lost_end], NEVER)
+        outcome_day = np.select(
+            [outcome == REPURCHASED, outcome == LOST], [next_signed, lost_end], NEVER
+        )
         successor = np.full(n, -1)
         successor[renew] = offset + n + np.arange(renew.sum())
 
@@ -183,7 +212,9 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
             outcome=outcome, outcome_day=outcome_day,
         ))  # fmt: skip
         cars_parts.append(cars)
-        fault_parts.append(Faults(faults.contract + offset, *(getattr(faults, f.name) for f in fields(Faults)[1:])))
+        fault_parts.append(
+            Faults(faults.contract + offset, *(getattr(faults, f.name) for f in fields(Faults)[1:]))
+        )
 
         pred = offset + np.flatnonzero(renew)
         c, chain, signed, start = c[renew], chain[renew], next_signed[renew], next_start[renew]
@@ -192,7 +223,9 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
 
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     cars = Cars(*(np.concatenate([getattr(p, f.name) for p in cars_parts]) for f in fields(Cars)))
-    faults = Faults(*(np.concatenate([getattr(p, f.name) for p in fault_parts]) for f in fields(Faults)))
+    faults = Faults(
+        *(np.concatenate([getattr(p, f.name) for p in fault_parts]) for f in fields(Faults))
+    )
     # a car is returned at the contract's end: no faults after that
     keep = faults.day <= cols["actual_end"][faults.contract]
     faults = Faults(*(getattr(faults, f.name)[keep] for f in fields(Faults)))

@@ -2,10 +2,11 @@
 
 A car reports from its telematics start (from delivery for model year 2019 and
 later, from 2023-01-01 for older cars); one car in five never reports. Readings
-come every ``every_days`` days (daily for 4% of cars when that is 7), each car at its own time of day, with up to
-three gaps of one to eight weeks and 2% of single readings missing. The odometer
-grows by the car's daily distance times gamma noise between readings, so it
-never decreases; battery health follows :func:`vehicles.battery_soh` plus noise.
+come every ``every_days`` days (daily for 4% of cars when that is 7), each car
+at its own time of day, with up to three gaps of one to eight weeks and 2% of
+single readings missing. The odometer (whole km) grows by the car's daily
+distance times gamma noise between readings, so it never decreases; battery
+health follows :func:`vehicles.battery_soh` plus noise (sd 0.3 points).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class Readings:
         return len(self.vehicle)
 
 
-def make_readings(rng: np.random.Generator, p: Portfolio, as_of_day: int, every_days: int) -> Readings:
+def make_readings(
+    rng: np.random.Generator, p: Portfolio, as_of_day: int, every_days: int
+) -> Readings:
     """All readings recorded before the as-of day."""
     n = len(p)
     first = p.cars.telematics_from
@@ -48,11 +51,15 @@ def make_readings(rng: np.random.Generator, p: Portfolio, as_of_day: int, every_
     # gaps: up to three missing stretches per car, plus single lost readings
     years = np.where(count > 0, (last - first) / 365.25, 0.0)
     n_gaps = np.minimum(rng.poisson(0.8 * years), 3)
-    gap_start = first[:, None] + (rng.random((n, 3)) * np.maximum(last - first, 0)[:, None]).astype(np.int64)
+    gap_start = first[:, None] + (rng.random((n, 3)) * np.maximum(last - first, 0)[:, None]).astype(
+        np.int64
+    )
     gap_end = gap_start + rng.integers(7, 57, (n, 3))
     keep = rng.random(len(vehicle)) >= 0.02
     for j in range(3):
-        inside = (day >= gap_start[vehicle, j]) & (day < gap_end[vehicle, j]) & (j < n_gaps[vehicle])
+        inside = (
+            (day >= gap_start[vehicle, j]) & (day < gap_end[vehicle, j]) & (j < n_gaps[vehicle])
+        )
         keep &= ~inside
     vehicle, day = vehicle[keep], day[keep]
 
@@ -68,7 +75,9 @@ def make_readings(rng: np.random.Generator, p: Portfolio, as_of_day: int, every_
     return Readings(vehicle, ms, odometer, soh)
 
 
-def _odometer(rng: np.random.Generator, p: Portfolio, vehicle: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _odometer(
+    rng: np.random.Generator, p: Portfolio, vehicle: np.ndarray, t: np.ndarray
+) -> np.ndarray:
     """Monotone odometer: delivery km plus gamma-noised distance between readings."""
     if len(vehicle) == 0:
         return np.zeros(0)

@@ -40,7 +40,9 @@ def recorded_faults(p: Portfolio, as_of_day: int) -> FaultRecords:
     return FaultRecords(f.contract[keep], ms, f.code[keep], f.severity[keep])
 
 
-def _per_year(rng: np.random.Generator, start: np.ndarray, life: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+def _per_year(
+    rng: np.random.Generator, start: np.ndarray, life: np.ndarray, rate: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Events at ``rate`` per year uniformly over each car's life."""
     k = rng.poisson(rate * life / 365.25)
     car = np.repeat(np.arange(len(start)), k)
@@ -67,7 +69,11 @@ def make_visits(rng: np.random.Generator, p: Portfolio, as_of_day: int) -> Visit
     p_repair = np.array([0.0, 0.45, 0.9])[f.severity]
     hit = rng.random(len(f.day)) < p_repair
     r_car, r_day = f.contract[hit], f.day[hit] + rng.integers(0, 15, hit.sum())
-    r_cost = np.where(f.severity[hit] == 2, rng.lognormal(np.log(1600), 0.5, hit.sum()), rng.lognormal(np.log(450), 0.6, hit.sum()))
+    r_cost = np.where(
+        f.severity[hit] == 2,
+        rng.lognormal(np.log(1600), 0.5, hit.sum()),
+        rng.lognormal(np.log(450), 0.6, hit.sum()),
+    )
 
     w_car, w_day = _per_year(rng, start, np.minimum(life, 3 * 365), 0.25)
     c_car = np.flatnonzero(rng.random(len(start)) < 0.08)
@@ -75,8 +81,18 @@ def make_visits(rng: np.random.Generator, p: Portfolio, as_of_day: int) -> Visit
 
     car = np.concatenate([m_car, t_car, r_car, w_car, c_car])
     day = np.concatenate([m_day, t_day, r_day, w_day, c_day])
-    kind = np.concatenate([np.full(len(x), cat.VISIT_TYPES.index(name)) for x, name in (
-        (m_car, "maintenance"), (t_car, "tyres"), (r_car, "repair"), (w_car, "warranty"), (c_car, "recall"))])
+    kind = np.concatenate(
+        [
+            np.full(len(x), cat.VISIT_TYPES.index(name))
+            for x, name in (
+                (m_car, "maintenance"),
+                (t_car, "tyres"),
+                (r_car, "repair"),
+                (w_car, "warranty"),
+                (c_car, "recall"),
+            )
+        ]
+    )
     cost = np.round(np.concatenate([m_cost, t_cost, r_cost, np.zeros(len(w_car) + len(c_car))]), 2)
     keep = (day >= start[car]) & (day <= last[car])
     car, day, kind, cost = car[keep], day[keep], kind[keep], cost[keep]

@@ -34,7 +34,16 @@ ARROW_TYPES = {
 def arrow_schema(table: str, text_columns: tuple[str, ...] = ()) -> pa.Schema:
     """The file schema of a table; ``text_columns`` are written as strings."""
     cols = schema.TABLES_BY_NAME[table].columns
-    return pa.schema([(c.name, pa.string() if c.name in text_columns else ARROW_TYPES[c.dtype]) for c in cols])
+    return pa.schema(
+        [(c.name, pa.string() if c.name in text_columns else ARROW_TYPES[c.dtype]) for c in cols]
+    )
+
+
+def iso_utc(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """``2026-05-31T10:00:00Z`` text (formatting via a naive cast is ~10x faster than strftime)."""
+    naive = pc.cast(timestamps, pa.timestamp("s"), safe=False)
+    text = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
+    return pc.binary_join_element_wise(text, "Z", "")
 
 
 class TableSink:
@@ -50,12 +59,18 @@ class TableSink:
             # the big table compresses far better with delta timestamps and split floats
             strings = [f.name for f in file_schema if pa.types.is_string(f.type)]
             encoding = {
-                f.name: "DELTA_BINARY_PACKED" if pa.types.is_timestamp(f.type) else "BYTE_STREAM_SPLIT"
+                f.name: "DELTA_BINARY_PACKED"
+                if pa.types.is_timestamp(f.type)
+                else "BYTE_STREAM_SPLIT"
                 for f in file_schema
                 if pa.types.is_timestamp(f.type) or pa.types.is_floating(f.type)
             }
             self._parquet = pq.ParquetWriter(
-                path, file_schema, compression="zstd", use_dictionary=strings, column_encoding=encoding
+                path,
+                file_schema,
+                compression="zstd",
+                use_dictionary=strings,
+                column_encoding=encoding,
             )
         else:
             self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
@@ -69,8 +84,7 @@ class TableSink:
             return
         for i, field in enumerate(table.schema):
             if pa.types.is_timestamp(field.type):
-                seconds = pc.cast(table[i], pa.timestamp("s", tz="UTC"), safe=False)
-                table = table.set_column(i, field.name, pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ"))
+                table = table.set_column(i, field.name, iso_utc(table[i]))
         if self._csv is None:
             options = pacsv.WriteOptions(include_header=False, quoting_style="none")
             self._csv = pacsv.CSVWriter(self._file, table.schema, write_options=options)
@@ -85,21 +99,31 @@ class TableSink:
             self._file.close()
 
 
-def check_target(path: Path, allowed: set[str]) -> None:
-    """Refuse to replace anything but an empty place or an earlier output of the generator."""
+def check_target(path: Path, allowed: set[str], ours: bool) -> None:
+    """Refuse to replace anything but an empty place or an earlier output of the generator.
+
+    ``ours`` says the sibling truth folder proves an earlier run wrote ``path``,
+    so a real export that merely has the same file names is never overwritten.
+    """
     if not path.exists() and not path.is_symlink():
         return
     if path.is_file():
         if path.stat().st_size > 0:
-            raise ValueError(f"{path} is an existing file; give a new folder or an earlier demo export")
+            raise ValueError(f"{path} is an existing file; give a new or empty folder")
         return
     if not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder")
-    other = sorted(p.name for p in path.iterdir() if p.name not in allowed)
+    names = sorted(p.name for p in path.iterdir())
+    other = [n for n in names if n not in allowed]
     if other:
         raise ValueError(
             f"{path} already holds files the generator did not write ({', '.join(other[:5])}); "
             "give an empty or new folder"
+        )
+    if names and not ours:
+        raise ValueError(
+            f"{path} is not empty and no earlier demo run is recorded beside it "
+            f"({path.name}.truth/meta.json); give an empty or new folder"
         )
 
 

@@ -1,0 +1,211 @@
+"""As-of features: one row per contract open on a date T, from what an export on T held.
+
+The same function serves training (at many past origins) and scoring (at the
+as-of date), so a feature can never mean one thing in training and another
+in production. Everything is set-based SQL over the as-of views of
+:mod:`timing.asof`; pandas only receives the final per-contract table.
+
+Notes
+-----
+*Open on T* means no successor signed by T and not lost by T (a contract that
+ended less than 180 days before T without successor is still open). Day
+counts are calendar days; ``days_to_end`` is negative once the scheduled end
+has passed. Usage is measured on readings taken during the contract in the
+``USAGE_WINDOW_DAYS`` before T; cars without telematics fall back to their
+allowance scaled by the portfolio's median usage ratio on T (flagged by
+``has_telematics = 0``). The customer's habit is the offset, in days, between
+a past contract's scheduled end and its successor's signing (negative: signed
+early), averaged over their past repurchases known on T.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import pandas as pd
+
+from timing.usage import project_usage
+
+USAGE_WINDOW_DAYS = 180
+BATTERY_WINDOW_DAYS = 365
+MIN_USAGE_SPAN_DAYS = 21
+
+#: Columns that identify a contract rather than describe it (never model inputs).
+ID_COLUMNS = (
+    "contract_id",
+    "customer_id",
+    "vehicle_id",
+    "branch_id",
+    "region",
+    "as_of",
+    "scheduled_end_date",
+    "start_date",
+    "brand",
+    "model",
+)
+
+
+def features_at(
+    con: duckdb.DuckDBPyConnection,
+    schema: str,
+    as_of: date,
+    contracts: str | None = None,
+) -> pd.DataFrame:
+    """Features of every contract open on ``as_of``.
+
+    Parameters
+    ----------
+    con, schema
+        A connection whose ``schema`` holds the as-of views at ``as_of``
+        (:func:`timing.asof.create_views`).
+    as_of
+        The date T.
+    contracts
+        Optional SQL relation with a ``contract_id`` column restricting the
+        contracts (used to subsample training origins).
+
+    Returns
+    -------
+    DataFrame sorted by ``contract_id``; see the module notes for meanings.
+    """
+    s = schema
+    t = f"DATE '{as_of.isoformat()}'"
+    end_of_t = f"(DATE '{as_of.isoformat()}' + INTERVAL 1 DAY)"
+    restrict = f"AND c.contract_id IN (SELECT contract_id FROM {contracts})" if contracts else ""
+    sql = f"""
+    WITH open AS (
+        SELECT c.*, cu.customer_type, cu.branch_id, cu.region,
+               v.brand, v.model, v.model_year, v.powertrain, v.list_price
+        FROM {s}.contracts c
+        JOIN (SELECT contract_id, outcome FROM {s}.outcomes) o USING (contract_id)
+        JOIN {s}.customers cu ON cu.customer_id = c.customer_id
+        LEFT JOIN {s}.vehicles v ON v.vehicle_id = c.vehicle_id
+        WHERE o.outcome = 'open' {restrict}
+    ),
+    fleet AS (
+        SELECT customer_id, count(*) AS fleet_size FROM open GROUP BY customer_id
+    ),
+    r AS (  -- readings during the contract, in the usage window
+        SELECT o.contract_id, rd.recorded_at, rd.odometer_km, rd.battery_soh_pct,
+               epoch(rd.recorded_at) / 86400.0 AS day,
+               rd.recorded_at >= {t} - INTERVAL {USAGE_WINDOW_DAYS} DAY AS recent
+        FROM open o JOIN {s}.readings rd ON rd.vehicle_id = o.vehicle_id
+        WHERE rd.recorded_at >= o.start_date AND rd.recorded_at < {end_of_t}
+    ),
+    usage AS (
+        SELECT contract_id,
+               count(*) AS n_readings,
+               max(recorded_at) AS last_reading_at,
+               arg_max(odometer_km, recorded_at) AS odometer_last,
+               arg_min(odometer_km, recorded_at) AS odometer_first,
+               min(recorded_at) AS first_reading_at,
+               regr_count(odometer_km, day) FILTER (WHERE recent) AS n_recent,
+               regr_sxx(odometer_km, day) FILTER (WHERE recent) AS sxx_recent,
+               regr_sxy(odometer_km, day) FILTER (WHERE recent) AS sxy_recent,
+               regr_syy(odometer_km, day) FILTER (WHERE recent) AS syy_recent,
+               max(day) FILTER (WHERE recent) - min(day) FILTER (WHERE recent) AS span_recent,
+               regr_count(odometer_km, day) AS n_all,
+               regr_sxx(odometer_km, day) AS sxx_all,
+               regr_sxy(odometer_km, day) AS sxy_all,
+               regr_syy(odometer_km, day) AS syy_all,
+               max(day) - min(day) AS span_all,
+               arg_max(battery_soh_pct, recorded_at) FILTER (WHERE battery_soh_pct IS NOT NULL)
+                 AS battery_soh,
+               regr_slope(battery_soh_pct, day) FILTER (
+                   WHERE recorded_at >= {t} - INTERVAL {BATTERY_WINDOW_DAYS} DAY) * 365.25
+                 AS battery_slope_per_year
+        FROM r GROUP BY contract_id
+    ),
+    faults AS (
+        SELECT o.contract_id,
+               count(*) FILTER (WHERE f.severity = 'critical' AND f.recorded_at >= {t} - INTERVAL 90 DAY) AS critical_90d,
+               count(*) FILTER (WHERE f.severity = 'critical' AND f.recorded_at >= {t} - INTERVAL 365 DAY) AS critical_365d,
+               count(*) FILTER (WHERE f.severity = 'warning' AND f.recorded_at >= {t} - INTERVAL 90 DAY) AS warning_90d,
+               count(*) FILTER (WHERE f.severity = 'info' AND f.recorded_at >= {t} - INTERVAL 90 DAY) AS info_90d,
+               datediff('day', max(f.recorded_at) FILTER (WHERE f.severity = 'critical'), {t}) AS days_since_critical,
+               max(f.recorded_at) FILTER (WHERE f.severity = 'critical') AS last_critical_at
+        FROM open o JOIN {s}.fault_codes f ON f.vehicle_id = o.vehicle_id
+        WHERE f.recorded_at >= o.start_date AND f.recorded_at < {end_of_t}
+        GROUP BY o.contract_id
+    ),
+    visits AS (
+        SELECT o.contract_id,
+               count(*) FILTER (WHERE sv.visit_type = 'repair' AND sv.visit_date > {t} - INTERVAL 365 DAY) AS repairs_365d,
+               count(*) FILTER (WHERE sv.visit_type IN ('warranty', 'recall') AND sv.visit_date > {t} - INTERVAL 365 DAY) AS warranty_365d,
+               datediff('day', max(sv.visit_date) FILTER (WHERE sv.visit_type = 'repair'), {t}) AS days_since_repair,
+               coalesce(sum(sv.cost) FILTER (WHERE sv.visit_date > {t} - INTERVAL 365 DAY), 0) AS visit_cost_365d
+        FROM open o JOIN {s}.service_visits sv ON sv.vehicle_id = o.vehicle_id
+        WHERE sv.visit_date >= o.start_date AND sv.visit_date <= {t}
+        GROUP BY o.contract_id
+    ),
+    past AS (  -- the customer's own history, as known on T
+        SELECT k.customer_id,
+               count(*) AS n_past_contracts,
+               count(*) FILTER (WHERE o.outcome = 'repurchased') AS n_renewals,
+               count(*) FILTER (WHERE o.outcome = 'lost') AS n_lost,
+               avg(datediff('day', k.scheduled_end_date, o.outcome_date))
+                   FILTER (WHERE o.outcome = 'repurchased') AS habit_offset_days,
+               arg_max(datediff('day', k.scheduled_end_date, o.outcome_date), o.outcome_date)
+                   FILTER (WHERE o.outcome = 'repurchased') AS last_offset_days
+        FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
+        WHERE o.outcome <> 'open'
+        GROUP BY k.customer_id
+    ),
+    outreach AS (
+        SELECT customer_id,
+               datediff('day', max(contacted_at), {t}) AS days_since_contact,
+               arg_max(outcome, contacted_at) AS last_contact_outcome,
+               count(*) FILTER (WHERE contacted_at >= {t} - INTERVAL 365 DAY) AS contacts_365d,
+               count(*) FILTER (WHERE contacted_at >= {t} - INTERVAL 180 DAY
+                                AND outcome IN ('interested', 'appointment')) AS interested_180d
+        FROM {s}.contacts GROUP BY customer_id
+    )
+    SELECT o.contract_id, o.customer_id, o.vehicle_id, o.branch_id, o.region,
+           {t} AS as_of, o.scheduled_end_date, o.start_date, o.brand, o.model,
+           o.customer_type, o.product, o.powertrain,
+           o.annual_km_allowance::DOUBLE AS annual_km_allowance,
+           o.monthly_payment, o.list_price,
+           {as_of.year} - o.model_year AS vehicle_age_years,
+           datediff('day', {t}, o.scheduled_end_date) AS days_to_end,
+           datediff('day', o.start_date, o.scheduled_end_date) AS term_days,
+           datediff('day', o.start_date, {t}) AS days_since_start,
+           CASE WHEN o.actual_end_date IS NOT NULL THEN datediff('day', o.actual_end_date, {t}) END
+               AS days_since_actual_end,
+           f.fleet_size,
+           coalesce(u.n_readings, 0) AS n_readings,
+           datediff('day', u.last_reading_at, {t}) AS days_since_reading,
+           u.odometer_last, u.odometer_first,
+           datediff('day', o.start_date, u.first_reading_at) AS first_reading_day,
+           CASE WHEN u.span_recent >= {MIN_USAGE_SPAN_DAYS} THEN u.n_recent ELSE u.n_all END AS fit_n,
+           CASE WHEN u.span_recent >= {MIN_USAGE_SPAN_DAYS} THEN u.sxx_recent ELSE u.sxx_all END AS fit_sxx,
+           CASE WHEN u.span_recent >= {MIN_USAGE_SPAN_DAYS} THEN u.sxy_recent ELSE u.sxy_all END AS fit_sxy,
+           CASE WHEN u.span_recent >= {MIN_USAGE_SPAN_DAYS} THEN u.syy_recent ELSE u.syy_all END AS fit_syy,
+           greatest(coalesce(u.span_recent, 0), coalesce(u.span_all, 0)) AS usage_span_days,
+           u.battery_soh, u.battery_slope_per_year,
+           coalesce(fa.critical_90d, 0) AS critical_90d,
+           coalesce(fa.critical_365d, 0) AS critical_365d,
+           coalesce(fa.warning_90d, 0) AS warning_90d,
+           coalesce(fa.info_90d, 0) AS info_90d,
+           fa.days_since_critical, CAST(fa.last_critical_at AS DATE) AS last_critical_date,
+           coalesce(vi.repairs_365d, 0) AS repairs_365d,
+           coalesce(vi.warranty_365d, 0) AS warranty_365d,
+           vi.days_since_repair,
+           coalesce(vi.visit_cost_365d, 0) AS visit_cost_365d,
+           coalesce(p.n_past_contracts, 0) AS n_past_contracts,
+           coalesce(p.n_renewals, 0) AS n_renewals,
+           coalesce(p.n_lost, 0) AS n_lost,
+           p.habit_offset_days, p.last_offset_days,
+           ot.days_since_contact, ot.last_contact_outcome,
+           coalesce(ot.contacts_365d, 0) AS contacts_365d,
+           coalesce(ot.interested_180d, 0) AS interested_180d
+    FROM open o
+    JOIN fleet f USING (customer_id)
+    LEFT JOIN usage u USING (contract_id)
+    LEFT JOIN faults fa USING (contract_id)
+    LEFT JOIN visits vi USING (contract_id)
+    LEFT JOIN past p USING (customer_id)
+    LEFT JOIN outreach ot USING (customer_id)
+    ORDER BY o.contract_id
+    """
+    return project_usage(con.execute(sql).df(), min_span_days=MIN_USAGE_SPAN_DAYS)

@@ -1,0 +1,142 @@
+"""Training data: contracts open at past origins, their features then, and what happened next.
+
+For each origin T_j before the fit date T, the contracts open on T_j are
+described by :func:`timing.features.features_at` on the as-of views at T_j
+(so a training row sees exactly what a score on T_j would have seen), and
+labelled with the outcome known on T (from the views at T, never later).
+
+Notes
+-----
+Labels, in months after the origin (:data:`timing.models.panel.MONTH_DAYS`):
+
+* **signed** in month ``ceil((signing - T_j) / MONTH_DAYS)``;
+* **lost** in the month of the contract's actual end when that end is after
+  T_j; for a contract that had already ended at T_j (and was open because
+  180 days had not passed), in the month its 180 days expire;
+* **censored** after the last whole month observed before T. A contract that
+  ended before T with no successor yet, and whose 180 days have not passed by
+  T, may yet be lost (dated at its end) or sign: it is censored at its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from timing.asof import create_views
+from timing.features import features_at
+from timing.models.panel import MONTH_DAYS
+from timing.schema import SUCCESSOR_GRACE_DAYS
+
+NONE, SIGNED, LOST = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Rows of (contract, origin) with features at the origin and labels."""
+
+    features: pd.DataFrame
+    event_month: np.ndarray  # month of the event (1..), 0 when censored
+    event_type: np.ndarray  # NONE (censored), SIGNED or LOST
+    observed_months: np.ndarray  # whole months observed after the origin (<= horizon)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def subset(self, mask: np.ndarray) -> Landmarks:
+        return Landmarks(self.features[mask].reset_index(drop=True), self.event_month[mask],
+                         self.event_type[mask], self.observed_months[mask])
+
+
+def monthly_origins(fit_as_of: date, lookback_months: int, every_months: int = 1) -> list[date]:
+    """Origins at month ends before ``fit_as_of``, oldest first (the fit date excluded)."""
+    end = pd.Timestamp(fit_as_of)
+    stamps = [end - pd.DateOffset(months=m) for m in range(every_months, lookback_months + 1, every_months)]
+    return sorted(s.date() for s in stamps)
+
+
+def label(features: pd.DataFrame, outcomes: pd.DataFrame, fit_as_of: date, horizon: int) -> Landmarks:
+    """Attach outcome labels (known on ``fit_as_of``) to features taken at their ``as_of``.
+
+    ``outcomes`` is the outcomes table at ``fit_as_of`` with the contracts'
+    ``actual_end_date`` as known then.
+    """
+    out = outcomes.set_index("contract_id").reindex(features["contract_id"])
+    kind = out["outcome"].to_numpy()
+    when = pd.to_datetime(out["outcome_date"]).to_numpy()
+    actual_end = pd.to_datetime(out["actual_end_date"]).to_numpy()
+    origin = pd.to_datetime(features["as_of"]).to_numpy()
+    day = np.timedelta64(1, "D")
+    grace = np.timedelta64(SUCCESSOR_GRACE_DAYS, "D")
+
+    def months_after(t: np.ndarray) -> np.ndarray:
+        return np.ceil(((t - origin) / day) / MONTH_DAYS)
+
+    observed = np.floor(((np.datetime64(pd.Timestamp(fit_as_of)) - origin) / day) / MONTH_DAYS)
+    event_month = np.zeros(len(features))
+    event_type = np.zeros(len(features), dtype=np.int8)
+    signed = kind == "repurchased"
+    event_month[signed] = months_after(when[signed])
+    event_type[signed] = SIGNED
+    lost = kind == "lost"
+    lost_at = np.where(when > origin, when, when + grace)
+    event_month[lost] = months_after(lost_at[lost])
+    event_type[lost] = LOST
+    # ended after the origin, no successor yet, 180 days not over: its fate after the end is unknown
+    with np.errstate(invalid="ignore"):
+        pending = (kind == "open") & ~np.isnat(actual_end) & (actual_end > origin)
+    observed = np.where(pending, np.floor(((actual_end - origin) / day) / MONTH_DAYS), observed)
+    observed = np.minimum(observed, horizon)
+    late = (event_month > observed) | (event_month < 1)
+    event_type[late] = NONE
+    event_month[late] = 0
+    return Landmarks(features.reset_index(drop=True), event_month.astype(np.int16), event_type,
+                     observed.astype(np.int16))
+
+
+def build_landmarks(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    fit_as_of: date,
+    origins: list[date],
+    horizon: int,
+    max_contracts_per_origin: int | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> Landmarks:
+    """Features at each origin (from views over ``source`` at that origin), labelled at ``fit_as_of``.
+
+    ``source`` holds the tables as of ``fit_as_of`` (the views of a snapshot);
+    the origin views are built on top of it, so nothing after ``fit_as_of`` can
+    reach a label and nothing after an origin can reach its features.
+    """
+    say = progress or (lambda _m: None)
+    outcomes = con.execute(
+        f"SELECT o.*, c.actual_end_date FROM {source}.outcomes o "
+        f"JOIN {source}.contracts c USING (contract_id)"
+    ).df()
+    frames = []
+    for i, origin in enumerate(origins):
+        schema = f"origin_{origin.strftime('%Y%m%d')}"
+        create_views(con, source, origin, schema)
+        restrict = None
+        if max_contracts_per_origin:
+            # a deterministic sample: hash of (contract, origin, seed)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _sample AS
+                SELECT contract_id FROM {schema}.outcomes WHERE outcome = 'open'
+                ORDER BY hash(contract_id || '{origin}' || '{seed}') LIMIT {int(max_contracts_per_origin)}"""
+            )
+            restrict = "_sample"
+        frames.append(features_at(con, schema, origin, restrict))
+        con.execute(f"DROP SCHEMA {schema} CASCADE")
+        if (i + 1) % 6 == 0 or i + 1 == len(origins):
+            say(f"features at {i + 1}/{len(origins)} training origins")
+    features = pd.concat(frames, ignore_index=True)
+    lm = label(features, outcomes, fit_as_of, horizon)
+    return lm.subset(lm.observed_months > 0)
