@@ -44,13 +44,16 @@ class Landmarks:
     event_month: np.ndarray  # month of the event (1..), 0 when censored
     event_type: np.ndarray  # NONE (censored), SIGNED or LOST
     observed_months: np.ndarray  # whole months observed after the origin (<= horizon)
+    event_day: np.ndarray  # days after the origin of the event (NaN when censored)
+    observed_day: np.ndarray  # days after the origin up to which the contract is observed
 
     def __len__(self) -> int:
         return len(self.features)
 
     def subset(self, mask: np.ndarray) -> Landmarks:
         return Landmarks(self.features[mask].reset_index(drop=True), self.event_month[mask],
-                         self.event_type[mask], self.observed_months[mask])
+                         self.event_type[mask], self.observed_months[mask], self.event_day[mask],
+                         self.observed_day[mask])
 
 
 def monthly_origins(fit_as_of: date, lookback_months: int, every_months: int = 1) -> list[date]:
@@ -74,52 +77,53 @@ def label(features: pd.DataFrame, outcomes: pd.DataFrame, fit_as_of: date, horiz
     day = np.timedelta64(1, "D")
     grace = np.timedelta64(SUCCESSOR_GRACE_DAYS, "D")
 
-    def months_after(t: np.ndarray) -> np.ndarray:
-        return np.ceil(((t - origin) / day) / MONTH_DAYS)
+    def days_after(t: np.ndarray) -> np.ndarray:
+        return (t - origin) / day
 
-    observed = np.floor(((np.datetime64(pd.Timestamp(fit_as_of)) - origin) / day) / MONTH_DAYS)
-    event_month = np.zeros(len(features))
-    event_type = np.zeros(len(features), dtype=np.int8)
+    observed_day = days_after(np.full(len(origin), np.datetime64(pd.Timestamp(fit_as_of))))
     signed = kind == "repurchased"
-    event_month[signed] = months_after(when[signed])
-    event_type[signed] = SIGNED
     lost = kind == "lost"
+    # lost: dated at its end when that lies after the origin, else when its 180 days expire
     lost_at = np.where(when > origin, when, when + grace)
-    event_month[lost] = months_after(lost_at[lost])
-    event_type[lost] = LOST
+    event_day = np.where(signed, days_after(when), np.where(lost, days_after(lost_at), np.nan))
+    event_type = np.where(signed, SIGNED, np.where(lost, LOST, NONE)).astype(np.int8)
     # ended after the origin, no successor yet, 180 days not over: its fate after the end is unknown
     with np.errstate(invalid="ignore"):
         pending = (kind == "open") & ~np.isnat(actual_end) & (actual_end > origin)
-    observed = np.where(pending, np.floor(((actual_end - origin) / day) / MONTH_DAYS), observed)
-    observed = np.minimum(observed, horizon)
-    late = (event_month > observed) | (event_month < 1)
+    observed_day = np.where(pending, days_after(actual_end), observed_day)
+    event_month = np.ceil(event_day / MONTH_DAYS)
+    observed = np.minimum(np.floor(observed_day / MONTH_DAYS), horizon)
+    late = ~(event_month <= observed) | (event_day <= 0)
     event_type[late] = NONE
-    event_month[late] = 0
+    event_month = np.where(late, 0, event_month)
+    event_day[late] = np.nan
+    observed_day = np.minimum(observed_day, horizon * MONTH_DAYS)
     return Landmarks(features.reset_index(drop=True), event_month.astype(np.int16), event_type,
-                     observed.astype(np.int16))
+                     observed.astype(np.int16), event_day, observed_day)
 
 
-def build_landmarks(
+def outcomes_with_ends(con: duckdb.DuckDBPyConnection, schema: str) -> pd.DataFrame:
+    """The outcomes table of a view schema, with each contract's actual end as known there."""
+    return con.execute(
+        f"SELECT o.*, c.actual_end_date FROM {schema}.outcomes o JOIN {schema}.contracts c USING (contract_id)"
+    ).df()
+
+
+def origin_features(
     con: duckdb.DuckDBPyConnection,
     source: str,
-    fit_as_of: date,
     origins: list[date],
-    horizon: int,
     max_contracts_per_origin: int | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-) -> Landmarks:
-    """Features at each origin (from views over ``source`` at that origin), labelled at ``fit_as_of``.
+) -> pd.DataFrame:
+    """Features of the contracts open at each origin, from as-of views over ``source``.
 
-    ``source`` holds the tables as of ``fit_as_of`` (the views of a snapshot);
-    the origin views are built on top of it, so nothing after ``fit_as_of`` can
-    reach a label and nothing after an origin can reach its features.
+    ``source`` holds the tables as of some date T >= every origin (the views of
+    a snapshot); the origin views are built on top of it, so nothing after an
+    origin can reach its features, and nothing after T can reach anything.
     """
     say = progress or (lambda _m: None)
-    outcomes = con.execute(
-        f"SELECT o.*, c.actual_end_date FROM {source}.outcomes o "
-        f"JOIN {source}.contracts c USING (contract_id)"
-    ).df()
     frames = []
     for i, origin in enumerate(origins):
         schema = f"origin_{origin.strftime('%Y%m%d')}"
@@ -130,13 +134,18 @@ def build_landmarks(
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE _sample AS
                 SELECT contract_id FROM {schema}.outcomes WHERE outcome = 'open'
-                ORDER BY hash(contract_id || '{origin}' || '{seed}') LIMIT {int(max_contracts_per_origin)}"""
+                ORDER BY hash(contract_id || '{origin}' || '{seed}'), contract_id
+                LIMIT {int(max_contracts_per_origin)}"""
             )
             restrict = "_sample"
         frames.append(features_at(con, schema, origin, restrict))
         con.execute(f"DROP SCHEMA {schema} CASCADE")
         if (i + 1) % 6 == 0 or i + 1 == len(origins):
             say(f"features at {i + 1}/{len(origins)} training origins")
-    features = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def landmarks(features: pd.DataFrame, outcomes: pd.DataFrame, fit_as_of: date, horizon: int) -> Landmarks:
+    """Labelled training rows, keeping those observed for at least one whole month."""
     lm = label(features, outcomes, fit_as_of, horizon)
     return lm.subset(lm.observed_months > 0)

@@ -1,0 +1,216 @@
+"""``timing fit``: choose a model family on a temporal holdout, refit it on everything, save it.
+
+Notes
+-----
+On a fit date T (the as-of), training rows are the contracts open at monthly
+origins over ``lookback_months`` before T, labelled with what was known on T.
+The holdout repeats that one step back in time: the families are fitted on
+origins before ``T_h = T - holdout_months`` with labels known on T_h, then
+judged on the contracts open on T_h against what happened up to T. The
+family with the lower integrated Brier score is refitted on all origins and
+saved. Features at an origin are the same whether seen from T or from T_h
+(the as-of views guarantee it), so they are computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from timing.asof import create_views, open_snapshot
+from timing.evaluation import Observed, calibration_by_month, evaluate
+from timing.features import features_at
+from timing.modelio import SavedModel, save_model
+from timing.models import BASELINE, REGISTRY, ModelResult
+from timing.models.landmarks import Landmarks, landmarks, monthly_origins, origin_features, outcomes_with_ends
+from timing.store import writing
+
+DEFAULT_MODEL_ROOT = Path("data/models")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    months: int = 12
+    lookback_months: int = 36
+    holdout_months: int = 6
+    families: tuple[str, ...] = ("discrete", "cox")
+    max_contracts_per_origin: int | None = None
+    seed: int = 0
+    launch_months: tuple[int, ...] = (3, 9)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.months <= 36:
+            raise ValueError("months must be within 1..36")
+        if self.holdout_months < 1 or self.holdout_months >= self.lookback_months:
+            raise ValueError("holdout_months must be at least 1 and below lookback_months")
+        unknown = [f for f in self.families if f not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown model family '{unknown[0]}' (known: {', '.join(REGISTRY)})")
+
+    def spec(self, family: str):  # noqa: ANN201 - a registry entry
+        cls = REGISTRY[family]
+        kwargs = {"months": self.months}
+        if family != BASELINE:
+            kwargs["launch_months"] = self.launch_months
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    as_of: date
+    chosen: str
+    holdout_as_of: date
+    holdout: pd.DataFrame  # one row per family: metrics
+    calibration: pd.DataFrame  # chosen family, per month on the holdout
+    saved: SavedModel
+    training_rows: int
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    truth: dict[str, float] | None = None
+
+    def summary(self) -> str:
+        lines = [f"fitted on what was known on {self.as_of}: {self.training_rows:,} contract-origin rows",
+                 f"holdout: fitted before {self.holdout_as_of}, judged on what happened up to {self.as_of}"]
+        cols = [c for c in ("family", "uno_c_6m", "harrell_c_6m", "ibs", "ibs_km") if c in self.holdout]
+        lines.append(self.holdout[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        lines.append(f"chosen: {self.chosen} (lowest integrated Brier score); saved to {self.saved.path}")
+        if self.truth:
+            t = self.truth
+            lines.append("against the truth folder (open contracts on the as-of date): "
+                         f"Uno C 6m {t.get('uno_c_6m', float('nan')):.4f}, IBS {t['ibs']:.4f} "
+                         f"vs Kaplan-Meier {t['ibs_km']:.4f}")
+        return "\n".join(lines)
+
+
+def observed_from(lm: Landmarks) -> Observed:
+    return Observed.from_arrays(lm.event_day, lm.event_type, lm.observed_day)
+
+
+def data_fingerprint(con, schema: str) -> str:  # noqa: ANN001
+    counts = {t: con.execute(f"SELECT count(*) FROM {schema}.{t}").fetchone()[0]
+              for t in ("customers", "vehicles", "contracts", "readings", "fault_codes", "service_visits", "contacts")}
+    latest = con.execute(f"SELECT max(signed_date), max(actual_end_date) FROM {schema}.contracts").fetchone()
+    return hashlib.sha256(json.dumps([counts, [str(x) for x in latest]]).encode()).hexdigest()
+
+
+def fit_models(
+    store: Path,
+    as_of: date | None = None,
+    settings: FitSettings | None = None,
+    model_root: Path = DEFAULT_MODEL_ROOT,
+    truth: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FitReport:
+    """Fit, compare on the holdout, refit the best family and save it (see module notes)."""
+    import time
+
+    cfg = settings or FitSettings()
+    say = progress or (lambda _m: None)
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with open_snapshot(store, as_of) as snap:
+        T = snap.as_of
+        con, src = snap.con, snap.schema
+        origins = monthly_origins(T, cfg.lookback_months)
+        T_h = monthly_origins(T, cfg.holdout_months, cfg.holdout_months)[0]
+        feats = origin_features(con, src, origins, cfg.max_contracts_per_origin, cfg.seed, say)
+        if feats.empty:
+            raise ValueError(f"no contract was open at any training origin before {T}: nothing to learn from")
+        outcomes_T = outcomes_with_ends(con, src)
+        create_views(con, src, T_h, "holdout_view")
+        outcomes_h = outcomes_with_ends(con, "holdout_view")
+        fingerprint = data_fingerprint(con, src)
+        open_at_T = features_at(con, src, T) if truth else None
+    stages["features"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    origin = pd.to_datetime(feats["as_of"]).dt.date
+    train_h = landmarks(feats[origin < T_h].reset_index(drop=True), outcomes_h, T_h, cfg.months)
+    eval_h = landmarks(feats[origin == T_h].reset_index(drop=True), outcomes_T, T, cfg.months)
+    if len(train_h) == 0 or len(eval_h) == 0:
+        raise ValueError(f"too little history before {T} for a {cfg.holdout_months}-month holdout "
+                         f"(lookback {cfg.lookback_months} months)")
+    obs_h = observed_from(eval_h)
+    horizon_h = min(cfg.months, cfg.holdout_months)
+    baseline_h = cfg.spec(BASELINE).fit(train_h)
+    base_fc = baseline_h.predict(eval_h.features)
+    rows, fitted = [], {}
+    for family in (*cfg.families, BASELINE):
+        say(f"holdout: fitting {family}")
+        res = baseline_h if family == BASELINE else cfg.spec(family).fit(train_h)
+        fc = res.predict(eval_h.features)
+        fitted[family] = fc
+        rows.append({"family": family, **evaluate(fc, base_fc, obs_h, horizon_h)})
+    holdout = pd.DataFrame(rows)
+    candidates = holdout[holdout["family"] != BASELINE]
+    chosen = str(candidates.sort_values(["ibs", "family"]).iloc[0]["family"])
+    calibration = calibration_by_month(fitted[chosen], obs_h, horizon_h)
+    stages["holdout"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    say(f"refitting {chosen} on all {len(origins)} origins")
+    train = landmarks(feats, outcomes_T, T, cfg.months)
+    final: ModelResult = cfg.spec(chosen).fit(train)
+    stages["fit"] = time.perf_counter() - t2
+
+    truth_metrics = None
+    if truth is not None and open_at_T is not None:
+        truth_metrics = evaluate_against_truth(final, cfg.spec(BASELINE).fit(train), open_at_T, truth, T, cfg.months)
+
+    version = f"{T.isoformat()}-{chosen}-{fingerprint[:8]}"
+    meta = {
+        "version": version, "fit_as_of": T.isoformat(), "origins": [o.isoformat() for o in origins],
+        "holdout_as_of": T_h.isoformat(), "months": cfg.months, "training_rows": len(train),
+        "data_fingerprint": fingerprint, "holdout_metrics": holdout.to_dict(orient="records"),
+        "holdout_calibration": calibration.to_dict(orient="records"), "truth_metrics": truth_metrics,
+        "settings": {k: v for k, v in cfg.__dict__.items()},
+    }
+    saved = save_model(final, Path(model_root) / version, meta)
+    register_model(store, saved, T, chosen)
+    return FitReport(T, chosen, T_h, holdout, calibration, saved, len(train), stages, truth_metrics)
+
+
+def register_model(store: Path, saved: SavedModel, as_of: date, family: str) -> None:
+    """Record the model in the store's history, with its manifest hash (checked on load)."""
+    with writing(store) as con:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS model_registry (version VARCHAR, path VARCHAR, fit_as_of DATE, "
+            "family VARCHAR, manifest_sha256 VARCHAR, registered_at TIMESTAMP)"
+        )
+        con.execute("DELETE FROM model_registry WHERE version = ?", [saved.version])
+        con.execute(
+            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?)",
+            [saved.version, str(saved.path.resolve()), as_of, family, saved.manifest_sha256,
+             datetime.now(UTC).replace(tzinfo=None)],
+        )
+
+
+def read_truth(truth: Path) -> pd.DataFrame:
+    """The generator's truth table (contract outcomes after the as-of), for evaluation only."""
+    for name in ("contracts.parquet", "contracts.csv"):
+        p = Path(truth) / name
+        if p.exists():
+            return pd.read_parquet(p) if name.endswith(".parquet") else pd.read_csv(p)
+    raise FileNotFoundError(f"{truth}: no contracts.parquet or contracts.csv in the truth folder")
+
+
+def truth_observed(features: pd.DataFrame, truth: Path, as_of: date, months: int) -> Observed:
+    """What the truth folder says happened to each contract open on ``as_of``."""
+    t = read_truth(truth).set_index("contract_id").reindex(features["contract_id"])
+    when = pd.to_datetime(t["outcome_date"])
+    day = (when - pd.Timestamp(as_of)).dt.days.to_numpy(float)
+    kind = t["outcome"].map({"repurchased": 1, "lost": 2}).fillna(0).to_numpy(int)
+    return Observed.from_arrays(day, kind, months * 30.4375)
+
+
+def evaluate_against_truth(model: ModelResult, baseline: ModelResult, features: pd.DataFrame, truth: Path,
+                           as_of: date, months: int) -> dict[str, float]:
+    obs = truth_observed(features, truth, as_of, months)
+    return evaluate(model.predict(features), baseline.predict(features), obs, months)
+
+
