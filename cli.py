@@ -164,6 +164,58 @@ def ingest(obj: Ctx, export_dir: Path, as_of: date | None) -> None:
 
 
 @main.command()
+@as_of_option
+@click.option("--truth", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also judge the model against a synthetic export's truth folder (never used for fitting).")
+@click.option("--models", "model_root", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("data/models"), show_default=True, help="Where model folders are saved.")
+@pass_ctx
+@boundary
+def fit(obj: Ctx, as_of: date | None, truth: Path | None, model_root: Path) -> None:
+    """Fit the models on what was known on the as-of date and save a versioned model.
+
+    Compares the model families on a temporal holdout (concordance, integrated
+    Brier score against Kaplan-Meier, calibration), refits the best one on all
+    training origins and saves it (parameters as Parquet/JSON with a manifest
+    of SHA-256 hashes).
+
+    Example:
+
+        timing fit --as-of 2026-10-31
+    """
+    from timing.fitting import fit_models
+
+    report = fit_models(obj.store, as_of, obj.settings.fit, model_root, truth, progress=progress)
+    echo(report.summary())
+
+
+@main.command()
+@as_of_option
+@click.option("--months", type=click.IntRange(1, 36), default=12, show_default=True,
+              help="Months of monthly signing probabilities.")
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A model folder (default: the latest fitted model).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/out"),
+              show_default=True, help="Folder for the scores Parquet file.")
+@pass_ctx
+@boundary
+def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out_dir: Path) -> None:
+    """Score every open contract: monthly signing probabilities, dates, reasons.
+
+    Writes the scores to the store (table scores) and to
+    OUT/scores-<as-of>.parquet.
+
+    Example:
+
+        timing score --months 12
+    """
+    from timing.scoring import score as run_score
+
+    report = run_score(obj.store, as_of, months, model_dir, out_dir, progress=progress)
+    echo(report.summary())
+
+
+@main.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
               help="Export folder (default: the bundled demo in data/demo).")
 @pass_ctx

@@ -416,6 +416,16 @@ def test_clean_export_has_no_dirt(small_csv: Path) -> None:
     assert all(v == 0 for per in faults_found(small_csv).values() for v in per.values())
 
 
+def test_clean_export_has_no_duplicate_rows(big: tuple[Path, DemoSummary]) -> None:
+    con = duckdb.connect()
+    for t in TABLE_NAMES:
+        path = big[0] / f"{t}.parquet"
+        rows, distinct = con.sql(
+            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT * FROM '{path}')) FROM '{path}'"
+        ).fetchall()[0]
+        assert rows == distinct, t
+
+
 def faults_found(out: Path) -> dict[str, dict[str, int]]:
     raw = {t: read(out, t) for t in TABLE_NAMES}
     tables = load(out)

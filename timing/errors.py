@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from timing.config import ConfigError
 from timing.ingest import ExportError
+from timing.modelio import ModelError
 from timing.store import StoreError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ExportError, StoreError, ConfigError, ValueError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ExportError, StoreError, ConfigError, ModelError, ValueError, FileNotFoundError)

@@ -17,13 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from timing.asof import create_views, open_snapshot
+from timing.config import FitSettings
 from timing.evaluation import Observed, calibration_by_month, evaluate
 from timing.features import features_at
 from timing.modelio import SavedModel, save_model
@@ -34,31 +36,11 @@ from timing.store import writing
 DEFAULT_MODEL_ROOT = Path("data/models")
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    months: int = 12
-    lookback_months: int = 36
-    holdout_months: int = 6
-    families: tuple[str, ...] = ("discrete", "cox")
-    max_contracts_per_origin: int | None = None
-    seed: int = 0
-    launch_months: tuple[int, ...] = (3, 9)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.months <= 36:
-            raise ValueError("months must be within 1..36")
-        if self.holdout_months < 1 or self.holdout_months >= self.lookback_months:
-            raise ValueError("holdout_months must be at least 1 and below lookback_months")
-        unknown = [f for f in self.families if f not in REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown model family '{unknown[0]}' (known: {', '.join(REGISTRY)})")
-
-    def spec(self, family: str):  # noqa: ANN201 - a registry entry
-        cls = REGISTRY[family]
-        kwargs = {"months": self.months}
-        if family != BASELINE:
-            kwargs["launch_months"] = self.launch_months
-        return cls(**kwargs)
+def make_spec(cfg: FitSettings, family: str) -> Any:
+    """The registry's specification of ``family`` with these settings."""
+    if family == BASELINE:
+        return REGISTRY[family](months=cfg.months)
+    return REGISTRY[family](months=cfg.months, launch_months=cfg.launch_months)
 
 
 @dataclass(frozen=True)
@@ -137,12 +119,12 @@ def fit_models(
                          f"(lookback {cfg.lookback_months} months)")
     obs_h = observed_from(eval_h)
     horizon_h = min(cfg.months, cfg.holdout_months)
-    baseline_h = cfg.spec(BASELINE).fit(train_h)
+    baseline_h = make_spec(cfg, BASELINE).fit(train_h)
     base_fc = baseline_h.predict(eval_h.features)
     rows, fitted = [], {}
     for family in (*cfg.families, BASELINE):
         say(f"holdout: fitting {family}")
-        res = baseline_h if family == BASELINE else cfg.spec(family).fit(train_h)
+        res = baseline_h if family == BASELINE else make_spec(cfg, family).fit(train_h)
         fc = res.predict(eval_h.features)
         fitted[family] = fc
         rows.append({"family": family, **evaluate(fc, base_fc, obs_h, horizon_h)})
@@ -155,12 +137,12 @@ def fit_models(
     t2 = time.perf_counter()
     say(f"refitting {chosen} on all {len(origins)} origins")
     train = landmarks(feats, outcomes_T, T, cfg.months)
-    final: ModelResult = cfg.spec(chosen).fit(train)
+    final: ModelResult = make_spec(cfg, chosen).fit(train)
     stages["fit"] = time.perf_counter() - t2
 
     truth_metrics = None
     if truth is not None and open_at_T is not None:
-        truth_metrics = evaluate_against_truth(final, cfg.spec(BASELINE).fit(train), open_at_T, truth, T, cfg.months)
+        truth_metrics = evaluate_against_truth(final, make_spec(cfg, BASELINE).fit(train), open_at_T, truth, T, cfg.months)
 
     version = f"{T.isoformat()}-{chosen}-{fingerprint[:8]}"
     meta = {
@@ -168,7 +150,7 @@ def fit_models(
         "holdout_as_of": T_h.isoformat(), "months": cfg.months, "training_rows": len(train),
         "data_fingerprint": fingerprint, "holdout_metrics": holdout.to_dict(orient="records"),
         "holdout_calibration": calibration.to_dict(orient="records"), "truth_metrics": truth_metrics,
-        "settings": {k: v for k, v in cfg.__dict__.items()},
+        "settings": asdict(cfg),
     }
     saved = save_model(final, Path(model_root) / version, meta)
     register_model(store, saved, T, chosen)

@@ -84,6 +84,14 @@ FAULT_CODES: dict[tuple[str, bool], tuple[str, ...]] = {
 CODES: tuple[str, ...] = tuple(sorted({c for codes in FAULT_CODES.values() for c in codes}))
 
 
+def first_of_runs(*keys: np.ndarray) -> np.ndarray:
+    """True at the first row of every run of equal keys (rows sorted by the keys)."""
+    first = np.ones(len(keys[0]), dtype=bool)
+    if len(first) > 1:
+        first[1:] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
+    return first
+
+
 def day_number(d: date) -> int:
     """Days since 1970-01-01."""
     return (d - EPOCH).days

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from timing.demo.catalog import first_of_runs
 from timing.demo.population import Customers
 from timing.demo.portfolio import LOST, REPURCHASED, Portfolio
 
@@ -86,4 +87,5 @@ def make_contacts(
     ms = (day * 86_400 + rng.integers(8 * 3_600, 18 * 3_600, len(day))) * 1_000
     contract = np.where(rng.random(len(contract)) < 0.03, -1, contract)
     order = np.lexsort((customer, ms))
+    order = order[first_of_runs(ms[order], customer[order])]  # never two at the same instant
     return Contacts(contract[order], customer[order], ms[order], channel[order], outcome[order])

@@ -122,4 +122,5 @@ def draw_faults(
             code[m] = table[pick[m]]
     second = rng.integers(6 * 3600, 22 * 3600, len(age))
     order = np.lexsort((second, day, contract))
+    order = order[cat.first_of_runs(contract[order], day[order], second[order])]
     return Faults(contract[order], day[order], severity[order], code[order], second[order])

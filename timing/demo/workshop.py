@@ -97,4 +97,6 @@ def make_visits(rng: np.random.Generator, p: Portfolio, as_of_day: int) -> Visit
     keep = (day >= start[car]) & (day <= last[car])
     car, day, kind, cost = car[keep], day[keep], kind[keep], cost[keep]
     order = np.lexsort((kind, day, car))
+    # one visit of a kind per car and day: a clean export has no duplicate rows
+    order = order[cat.first_of_runs(car[order], day[order], kind[order])]
     return Visits(car[order], day[order], kind[order], cost[order])

@@ -1,0 +1,169 @@
+"""``timing score``: signing probabilities for every open contract, with the reasons behind them.
+
+Notes
+-----
+Probabilities are conditional on the contract being open on the as-of date.
+``p_m01`` .. ``p_mKK`` are the probabilities of signing in months 1..K (see
+:mod:`timing.models.base` for what a month is); ``p_signed`` is their sum,
+``p_lost`` the probability of losing the contract to a competitor within the
+horizon. ``expected_signing_date`` is the mean signing date given a signing
+within the horizon; the quantile dates are the days by which the signing
+probability reaches 10/50/90% and are empty when it never does within the
+horizon.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from timing.asof import open_snapshot
+from timing.features import features_at
+from timing.modelio import ModelError, load_model
+from timing.models import ModelResult
+from timing.reasons import explain
+from timing.store import StoreError, connect, table_exists, writing
+
+DEFAULT_OUT = Path("data/out")
+ID_COLUMNS = ["contract_id", "customer_id", "vehicle_id", "branch_id", "region", "scheduled_end_date"]
+
+
+def month_columns(months: int) -> list[str]:
+    return [f"p_m{k:02d}" for k in range(1, months + 1)]
+
+
+def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version: str) -> pd.DataFrame:
+    """Pure scoring: features of open contracts in, one row of scores per contract out."""
+    if months > model.months:
+        raise ValueError(f"the model forecasts {model.months} months; asked for {months}")
+    fc = model.predict(features)
+    as_of = pd.to_datetime(features["as_of"]).dt.normalize()
+    out = features[ID_COLUMNS].reset_index(drop=True).copy()
+    out.insert(0, "as_of", as_of.dt.date.to_numpy())
+    p = fc.p_signed[:, :months]
+    for k, col in enumerate(month_columns(months)):
+        out[col] = p[:, k]
+    out["p_signed"] = p.sum(axis=1)
+    out["p_lost"] = fc.p_lost[:, :months].sum(axis=1)
+    trimmed = type(fc)(fc.contract_id, p, fc.p_lost[:, :months], None)
+    days = trimmed.expected_signing_day()
+    q = trimmed.signing_day_quantiles()
+
+    def to_date(d: np.ndarray) -> pd.Series:
+        return (as_of.reset_index(drop=True) + pd.to_timedelta(np.round(d), unit="D")).dt.date
+
+    out["expected_signing_date"] = to_date(days)
+    for i, name in enumerate(("signing_date_q10", "signing_date_q50", "signing_date_q90")):
+        out[name] = to_date(q[:, i])
+    out["reasons"] = explain(features.reset_index(drop=True), fc).to_numpy()
+    out["model_version"] = version
+    return out
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    as_of: date
+    model_version: str
+    scores: pd.DataFrame
+    parquet: Path
+
+    def summary(self) -> str:
+        s = self.scores
+        months = len([c for c in s.columns if c.startswith("p_m")])
+        return (f"scored {len(s):,} open contracts as of {self.as_of} with model {self.model_version}\n"
+                f"  expected signings in the next {months} months: {s['p_signed'].sum():,.1f}; "
+                f"expected losses: {s['p_lost'].sum():,.1f}\n"
+                f"  written to the store (table scores) and {self.parquet}")
+
+
+def latest_model(store: Path) -> tuple[Path, str]:
+    """The most recently registered model and its manifest hash."""
+    con = connect(store)
+    try:
+        if not table_exists(con, "model_registry"):
+            raise ModelError("no model has been fitted yet: run `timing fit` first")
+        row = con.execute(
+            "SELECT path, manifest_sha256 FROM model_registry ORDER BY registered_at DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        raise ModelError("no model has been fitted yet: run `timing fit` first")
+    return Path(row[0]), row[1]
+
+
+def registered_hash(store: Path, folder: Path) -> str | None:
+    con = connect(store)
+    try:
+        if not table_exists(con, "model_registry"):
+            return None
+        row = con.execute("SELECT manifest_sha256 FROM model_registry WHERE path = ?",
+                          [str(folder.resolve())]).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_scores(store: Path, scores: pd.DataFrame) -> None:
+    """Replace the store's scores for this as-of date (one transaction)."""
+    with writing(store) as con:
+        con.register("new_scores", scores)
+        if not table_exists(con, "scores"):
+            con.execute("CREATE TABLE scores AS SELECT * FROM new_scores LIMIT 0")
+        try:
+            con.execute("DELETE FROM scores WHERE as_of = ?", [scores["as_of"].iloc[0] if len(scores) else None])
+            con.execute("INSERT INTO scores BY NAME SELECT * FROM new_scores")
+        except duckdb.Error:
+            # a different horizon than earlier runs: the table's columns change, history restarts
+            con.execute("DROP TABLE scores")
+            con.execute("CREATE TABLE scores AS SELECT * FROM new_scores")
+        con.unregister("new_scores")
+
+
+def score(
+    store: Path,
+    as_of: date | None = None,
+    months: int = 12,
+    model_dir: Path | None = None,
+    out_dir: Path = DEFAULT_OUT,
+    progress: Callable[[str], None] | None = None,
+) -> ScoreReport:
+    """Score every contract open on ``as_of`` with the latest (or the given) model."""
+    say = progress or (lambda _m: None)
+    if model_dir is None:
+        folder, expected = latest_model(store)
+    else:
+        folder, expected = Path(model_dir), registered_hash(store, Path(model_dir))
+    model, info = load_model(folder, expected)
+    with open_snapshot(store, as_of) as snap:
+        say(f"features of open contracts on {snap.as_of}")
+        features = features_at(snap.con, snap.schema, snap.as_of)
+        day = snap.as_of
+    if features.empty:
+        raise StoreError(f"no contract is open on {day}: nothing to score")
+    say(f"scoring {len(features):,} contracts with {info['version']}")
+    scores = score_frame(model, features, months, info["version"])
+    save_scores(store, scores)
+    path = Path(out_dir) / f"scores-{day.isoformat()}.parquet"
+    write_parquet_atomic(scores, path)
+    return ScoreReport(day, info["version"], scores, path)
