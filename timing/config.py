@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,85 @@ class FitSettings:
             raise ConfigError("fit.max_contracts_per_origin must be positive")
 
 
+CHANNEL_ORDER = ("phone", "email", "sms", "letter")
+
+
+def _month_day(text: str, key: str) -> tuple[int, int]:
+    try:
+        month, day = (int(x) for x in text.split("-"))
+        date(2000, month, day)  # a leap year accepts 02-29
+    except (ValueError, TypeError):
+        raise ConfigError(f"{key}: '{text}' is not a month-day like 12-24") from None
+    return month, day
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """Contact rules, capacity and how windows are chosen (see :mod:`timing.schedule`).
+
+    ``blackout`` lists yearly periods as ``["MM-DD", "MM-DD"]`` pairs (inclusive)
+    on which no outreach may start. ``keep_threshold``: a window from the last
+    plan is kept unless another start is better by more than this share.
+    ``branch_capacity_per_week`` caps every branch's weekly starts;
+    ``branch_capacity_csv`` (``branch_id, week, capacity``) overrides it per week.
+    """
+
+    horizon_days: int = 182
+    window_days: int = 28
+    capture_days: int = 60
+    capacity_per_week: int | None = None
+    capacity_factor: float = 1.2
+    branch_capacity_per_week: int | None = None
+    branch_capacity_csv: str | None = None
+    min_days_since_contact: int = 60
+    max_starts_per_customer_90d: int = 2
+    blackout: tuple[tuple[str, str], ...] = (("12-24", "12-31"),)
+    keep_threshold: float = 0.15
+    weight: str = "probability"
+    solver: str = "auto"
+    exact_max_variables: int = 200_000
+    candidate_weeks: int = 6
+    business_channel: str = "account"
+
+    def __post_init__(self) -> None:
+        if not 7 <= self.horizon_days <= 731:
+            raise ConfigError("schedule.horizon_days must be within 7..731")
+        if not 1 <= self.window_days <= 120:
+            raise ConfigError("schedule.window_days must be within 1..120")
+        if self.capacity_per_week is not None and self.capacity_per_week < 0:
+            raise ConfigError("schedule.capacity_per_week must not be negative")
+        if self.capacity_factor <= 0:
+            raise ConfigError("schedule.capacity_factor must be positive")
+        if self.max_starts_per_customer_90d < 1:
+            raise ConfigError("schedule.max_starts_per_customer_90d must be at least 1")
+        if self.min_days_since_contact < 0:
+            raise ConfigError("schedule.min_days_since_contact must not be negative")
+        if self.weight not in ("probability", "value"):
+            raise ConfigError("schedule.weight must be 'probability' or 'value'")
+        if self.solver not in ("auto", "exact", "greedy"):
+            raise ConfigError("schedule.solver must be 'auto', 'exact' or 'greedy'")
+        if not 0 <= self.keep_threshold < 10:
+            raise ConfigError("schedule.keep_threshold must be within 0..10")
+        for pair in self.blackout:
+            if len(pair) != 2:
+                raise ConfigError("schedule.blackout entries must be [start, end] pairs")
+            for text in pair:
+                _month_day(text, "schedule.blackout")
+
+    def blackout_days(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        return [(_month_day(a, "blackout"), _month_day(b, "blackout")) for a, b in self.blackout]
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the toolkit, by step."""
 
     fit: FitSettings = field(default_factory=FitSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
@@ -64,7 +139,7 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"[{section}] has no setting '{unknown[0]}' (known: {', '.join(known)})")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    kwargs = {k: _tuples(v) for k, v in values.items()}
     try:
         return cls(**kwargs)
     except TypeError as e:

@@ -1,0 +1,193 @@
+"""Choosing one outreach start per contract within weekly capacity: exact and greedy.
+
+The problem: contracts i, candidate start weeks w, value ``v[i, w]`` (the
+probability that the signing falls within the capture span after that start,
+optionally weighted by contract value); at most one start per contract, at
+most ``C_w`` starts in week w overall and ``C_bw`` per branch, and at most N
+starts per customer in any 13 weeks (the 90-day rule). Maximise the total value.
+
+* :func:`solve_exact` states it as a 0/1 program for HiGHS
+  (``scipy.optimize.milp``). Without the customer rule the constraint matrix
+  is totally unimodular (two laminar families), so the LP relaxation is
+  already integral and HiGHS solves it at LP speed.
+* :func:`solve_greedy` is a vectorised deferred-acceptance auction: every
+  unplaced contract proposes its best remaining week; each branch-week and
+  week keeps its highest-value proposals up to capacity and rejects the rest,
+  who propose again. Each round is a few sorts over the pool, and rounds are
+  bounded by the candidates per contract; no Python loop touches a contract.
+
+Both work on a candidate list (``Candidates``) so that each contract carries
+only its best few weeks. ``tests/test_schedule.py`` checks the exact solver
+against brute force and measures the greedy's gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+WEEKS_PER_90_DAYS = 13
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Feasible (contract, week) pairs with their value."""
+
+    contract: np.ndarray  # index into the contract table
+    week: np.ndarray
+    value: np.ndarray
+    branch: np.ndarray  # integer code per candidate
+    customer: np.ndarray  # integer code per candidate
+
+    def __len__(self) -> int:
+        return len(self.contract)
+
+    @classmethod
+    def from_matrix(cls, values: np.ndarray, feasible: np.ndarray, branch: np.ndarray, customer: np.ndarray,
+                    top_k: int = 0, always: np.ndarray | None = None, min_value: float = 1e-6) -> Candidates:
+        """Keep each contract's ``top_k`` feasible weeks by value (all when 0), plus ``always``."""
+        v = np.where(feasible, values, -np.inf)
+        n, W = v.shape
+        keep = np.isfinite(v) & (v > min_value)
+        if top_k and top_k < W:
+            order = np.argsort(-v, axis=1, kind="stable")[:, :top_k]
+            top = np.zeros_like(keep)
+            np.put_along_axis(top, order, True, axis=1)
+            keep &= top
+        if always is not None:  # e.g. the week of the last plan's window, for stability
+            rows = np.flatnonzero(always >= 0)
+            ok = feasible[rows, always[rows]]
+            keep[rows[ok], always[rows[ok]]] = True
+        i, w = np.nonzero(keep)
+        return cls(i, w, values[i, w], branch[i], customer[i])
+
+
+@dataclass(frozen=True)
+class Capacity:
+    week: np.ndarray  # (W,) overall starts allowed per week
+    branch_week: np.ndarray | None = None  # (branches, W) or None
+    per_customer_90d: int | None = None
+
+
+def _rank_within(keys: list[np.ndarray], value: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Rank (0 = best) of each row within its group of equal ``keys``, by value then ``tie``."""
+    order = np.lexsort((tie, -value, *reversed(keys)))
+    sorted_keys = [k[order] for k in keys]
+    new_group = np.ones(len(order), dtype=bool)
+    new_group[1:] = np.any([np.diff(k) != 0 for k in sorted_keys], axis=0) if keys else False
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - group_start
+    return rank
+
+
+def _customer_violations(customer: np.ndarray, week: np.ndarray, value: np.ndarray, limit: int) -> np.ndarray:
+    """Rows that break "at most ``limit`` starts in any 13 weeks" (the later start of each breach)."""
+    order = np.lexsort((-value, week, customer))
+    c, w = customer[order], week[order]
+    bad = np.zeros(len(order), dtype=bool)
+    if len(order) > limit:
+        same = c[limit:] == c[:-limit]
+        close = (w[limit:] - w[:-limit]) < WEEKS_PER_90_DAYS
+        bad[limit:] = same & close
+    out = np.zeros(len(order), dtype=bool)
+    out[order] = bad
+    return out
+
+
+def solve_greedy(cands: Candidates, cap: Capacity, max_rounds: int = 10_000) -> np.ndarray:
+    """Deferred acceptance; returns a boolean mask over candidates (the chosen ones)."""
+    m = len(cands)
+    chosen = np.zeros(m, dtype=bool)
+    if m == 0:
+        return chosen
+    # each contract's candidates, best first
+    order = np.lexsort((cands.week, -cands.value, cands.contract))
+    contract_sorted = cands.contract[order]
+    first = np.searchsorted(contract_sorted, contract_sorted, side="left")
+    n_contracts = int(cands.contract.max()) + 1
+    start = np.full(n_contracts, -1)
+    start[contract_sorted[::-1]] = first[::-1]
+    count = np.bincount(cands.contract, minlength=n_contracts)
+    pointer = np.zeros(n_contracts, dtype=np.int64)  # offset of the next candidate to propose
+    held = np.full(n_contracts, -1)  # candidate index currently held
+    for _ in range(max_rounds):
+        free = np.flatnonzero((held < 0) & (pointer < count) & (count > 0))
+        if len(free) == 0:
+            break
+        proposals = order[start[free] + pointer[free]]
+        pool = np.concatenate([held[held >= 0], proposals])
+        v, w, tie = cands.value[pool], cands.week[pool], cands.contract[pool]
+        ok = np.ones(len(pool), dtype=bool)
+        if cap.branch_week is not None:
+            b = cands.branch[pool]
+            ok &= _rank_within([b, w], v, tie) < cap.branch_week[b, w]
+        idx = np.flatnonzero(ok)
+        ok[idx] = _rank_within([w[idx]], v[idx], tie[idx]) < cap.week[w[idx]]
+        if cap.per_customer_90d is not None:
+            idx = np.flatnonzero(ok)
+            while len(idx):
+                bad = _customer_violations(cands.customer[pool[idx]], w[idx], v[idx], cap.per_customer_90d)
+                if not bad.any():
+                    break
+                ok[idx[bad]] = False
+                idx = idx[~bad]
+        rejected = pool[~ok]
+        rc = cands.contract[rejected]
+        held[rc] = -1
+        pointer[rc] += 1
+        accepted = pool[ok]
+        held[cands.contract[accepted]] = accepted
+    chosen[held[held >= 0]] = True
+    return chosen
+
+
+def solve_exact(cands: Candidates, cap: Capacity, time_limit: float = 120.0) -> np.ndarray:
+    """The optimal choice on the candidate set, by HiGHS; returns a boolean mask over candidates."""
+    m = len(cands)
+    if m == 0:
+        return np.zeros(0, dtype=bool)
+    cols = np.arange(m)
+    blocks, upper = [], []
+    _, ci = np.unique(cands.contract, return_inverse=True)
+    blocks.append(sp.csr_matrix((np.ones(m), (ci, cols)), shape=(ci.max() + 1, m)))
+    upper.append(np.ones(ci.max() + 1))
+    W = len(cap.week)
+    blocks.append(sp.csr_matrix((np.ones(m), (cands.week, cols)), shape=(W, m)))
+    upper.append(cap.week.astype(float))
+    if cap.branch_week is not None:
+        B = cap.branch_week.shape[0]
+        row = cands.branch * W + cands.week
+        blocks.append(sp.csr_matrix((np.ones(m), (row, cols)), shape=(B * W, m)))
+        upper.append(cap.branch_week.ravel().astype(float))
+    if cap.per_customer_90d is not None:
+        # only customers with two or more candidate contracts can break the rule
+        cust_contracts = pd.Series(cands.contract).groupby(cands.customer).nunique()
+        multi = np.isin(cands.customer, cust_contracts.index[cust_contracts.to_numpy() > 1])
+        if multi.any():
+            sel = np.flatnonzero(multi)
+            _, cu = np.unique(cands.customer[sel], return_inverse=True)
+            # candidate at week w belongs to the 13-week spans starting at w-12 .. w
+            shifts = np.arange(WEEKS_PER_90_DAYS)
+            span_start = cands.week[sel][:, None] - shifts[None, :]
+            valid = span_start >= 0
+            rows = (cu[:, None] * W + span_start)[valid]
+            cc = np.repeat(sel, WEEKS_PER_90_DAYS).reshape(-1, WEEKS_PER_90_DAYS)[valid]
+            A = sp.csr_matrix((np.ones(len(rows)), (rows, cc)), shape=((cu.max() + 1) * W, m))
+            blocks.append(A)
+            upper.append(np.full(A.shape[0], float(cap.per_customer_90d)))
+    A = sp.vstack(blocks, format="csr")
+    res = milp(c=-cands.value.astype(float), constraints=[LinearConstraint(A, -np.inf, np.concatenate(upper))],
+               integrality=np.ones(m), bounds=Bounds(0, 1),
+               options={"time_limit": time_limit, "disp": False})
+    if res.x is None:
+        raise RuntimeError(f"the exact scheduler found no solution: {res.message}")
+    return res.x > 0.5
+
+
+def total_value(cands: Candidates, chosen: np.ndarray) -> float:
+    return float(cands.value[chosen].sum())
