@@ -15,7 +15,8 @@ has passed. Usage is measured on readings taken during the contract in the
 allowance scaled by the portfolio's median usage ratio on T (flagged by
 ``has_telematics = 0``). The customer's habit is the offset, in days, between
 a past contract's scheduled end and its successor's signing (negative: signed
-early), averaged over their past repurchases known on T.
+early): the median over their past repurchases known on T (robust to one
+early exit after a breakdown), with its standard deviation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pandas as pd
 
 from timing.usage import project_usage
 
-USAGE_WINDOW_DAYS = 180
+USAGE_WINDOW_DAYS = 365
 BATTERY_WINDOW_DAYS = 365
 MIN_USAGE_SPAN_DAYS = 21
 
@@ -144,8 +145,10 @@ def features_at(
                count(*) AS n_past_contracts,
                count(*) FILTER (WHERE o.outcome = 'repurchased') AS n_renewals,
                count(*) FILTER (WHERE o.outcome = 'lost') AS n_lost,
-               avg(datediff('day', k.scheduled_end_date, o.outcome_date))
+               median(datediff('day', k.scheduled_end_date, o.outcome_date))
                    FILTER (WHERE o.outcome = 'repurchased') AS habit_offset_days,
+               stddev_samp(datediff('day', k.scheduled_end_date, o.outcome_date))
+                   FILTER (WHERE o.outcome = 'repurchased') AS habit_offset_sd,
                arg_max(datediff('day', k.scheduled_end_date, o.outcome_date), o.outcome_date)
                    FILTER (WHERE o.outcome = 'repurchased') AS last_offset_days
         FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
@@ -158,7 +161,10 @@ def features_at(
                arg_max(outcome, contacted_at) AS last_contact_outcome,
                count(*) FILTER (WHERE contacted_at >= {t} - INTERVAL 365 DAY) AS contacts_365d,
                count(*) FILTER (WHERE contacted_at >= {t} - INTERVAL 180 DAY
-                                AND outcome IN ('interested', 'appointment')) AS interested_180d
+                                AND outcome IN ('interested', 'appointment')) AS interested_180d,
+               datediff('day', max(contacted_at) FILTER (WHERE outcome IN ('interested', 'appointment')), {t})
+                   AS days_since_interest,
+               datediff('day', max(contacted_at) FILTER (WHERE outcome = 'declined'), {t}) AS days_since_decline
         FROM {s}.contacts GROUP BY customer_id
     )
     SELECT o.contract_id, o.customer_id, o.vehicle_id, o.branch_id, o.region,
@@ -195,10 +201,11 @@ def features_at(
            coalesce(p.n_past_contracts, 0) AS n_past_contracts,
            coalesce(p.n_renewals, 0) AS n_renewals,
            coalesce(p.n_lost, 0) AS n_lost,
-           p.habit_offset_days, p.last_offset_days,
+           p.habit_offset_days, p.habit_offset_sd, p.last_offset_days,
            ot.days_since_contact, ot.last_contact_outcome,
            coalesce(ot.contacts_365d, 0) AS contacts_365d,
-           coalesce(ot.interested_180d, 0) AS interested_180d
+           coalesce(ot.interested_180d, 0) AS interested_180d,
+           ot.days_since_interest, ot.days_since_decline
     FROM open o
     JOIN fleet f USING (customer_id)
     LEFT JOIN usage u USING (contract_id)

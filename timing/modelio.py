@@ -101,7 +101,12 @@ def load_model(folder: Path, expected_manifest_sha256: str | None = None) -> tup
         raise ModelError(f"{folder}: not a model folder (no {MANIFEST})")
     if expected_manifest_sha256 and sha256_file(manifest) != expected_manifest_sha256:
         raise ModelError(f"{folder}: {MANIFEST} differs from the one registered when the model was saved")
-    digests = json.loads(manifest.read_text())["sha256"]
+    try:
+        digests = json.loads(manifest.read_text())["sha256"]
+        if not isinstance(digests, dict):
+            raise TypeError("sha256 is not a table of file hashes")
+    except (ValueError, KeyError, TypeError) as e:  # a damaged manifest is an altered folder too
+        raise ModelError(f"{folder}: {MANIFEST} is damaged ({e}); refusing to load it") from e
     present = {p.name for p in folder.iterdir() if p.name != MANIFEST}
     if present != set(digests):
         extra = sorted(present ^ set(digests))

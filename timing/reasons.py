@@ -31,7 +31,7 @@ def _months_phrase(days: pd.Series) -> pd.Series:
                      index=days.index)
 
 
-def phrases(f: pd.DataFrame, month: np.ndarray) -> dict[str, pd.Series]:
+def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
     """One phrase per covariate per contract (empty where the covariate has nothing to say)."""
     empty = pd.Series("", index=f.index)
     out: dict[str, pd.Series] = {}
@@ -55,17 +55,21 @@ def phrases(f: pd.DataFrame, month: np.ndarray) -> dict[str, pd.Series]:
     soh = f["battery_soh"].astype(float)
     out["battery"] = pd.Series(np.where(soh.notna(), "battery health " + _int_str(soh) + "%", ""),
                                index=f.index)
-    when = pd.to_datetime(f["as_of"]) + pd.to_timedelta((month - 0.5) * MONTH_DAYS, unit="D")
+    when = pd.to_datetime(f["as_of"]) + pd.to_timedelta(day, unit="D")
     out["launch"] = "model launch season around " + when.dt.strftime("%B %Y")
     n = f["n_renewals"].astype(int)
     out["renewals"] = pd.Series(np.where(n > 0, n.astype(str) + np.where(n == 1, " earlier renewal", " earlier renewals"), ""),
                                 index=f.index)
     out["lost_before"] = pd.Series(np.where(f["n_lost"] > 0, "lost a contract to a competitor before", ""), index=f.index)
     out["usage"] = "drives " + _int_str(f["usage_ratio"] * 100) + "% of the allowance"
-    contact = f["days_since_contact"].astype(float)
-    out["outreach"] = pd.Series(np.where(f["interested_180d"] > 0, "showed interest when contacted recently",
-                                         np.where(contact.fillna(1e9) <= 180, "contacted " + _int_str(contact) + " days ago", "")),
+    interest = f["days_since_interest"].astype(float)
+    out["interest"] = pd.Series(np.where(interest.notna(), "showed interest " + _int_str(interest) + " days ago", ""),
                                 index=f.index)
+    contact = f["days_since_contact"].astype(float)
+    declined = f["days_since_decline"].astype(float)
+    out["contacted"] = pd.Series(np.where(declined.fillna(1e9) <= 90, "declined " + _int_str(declined) + " days ago",
+                                          np.where(contact.fillna(1e9) <= 90, "contacted " + _int_str(contact) + " days ago", "")),
+                                 index=f.index)
     out["repairs"] = pd.Series(np.where(f["repairs_365d"] > 0, f["repairs_365d"].astype(str) + " repair(s) this year", ""),
                                index=f.index)
     for c in COVARIATES:
@@ -74,7 +78,8 @@ def phrases(f: pd.DataFrame, month: np.ndarray) -> dict[str, pd.Series]:
 
 
 # fallback ranking for families without contributions: most telling first
-SALIENCE = ("allowance", "fault", "habit", "battery", "end", "outreach", "launch", "renewals", "repairs", "usage", "lost_before")
+SALIENCE = ("allowance", "fault", "habit", "battery", "interest", "end", "contacted", "launch", "renewals", "repairs",
+            "usage", "lost_before")
 
 
 def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
@@ -82,14 +87,14 @@ def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
     n = len(features)
     if n == 0:
         return pd.Series([], dtype=str)
-    month = np.argmax(forecast.p_signed, axis=1) + 1
-    texts = phrases(features.reset_index(drop=True), month)
+    step = np.argmax(forecast.step_signed, axis=1)  # the most likely step of signing
+    texts = phrases(features.reset_index(drop=True), (step + 0.5) * forecast.step_days)
     names = [c.name for c in COVARIATES if c.explains]
     table = np.column_stack([texts[nm].fillna("").astype(str).to_numpy() for nm in names])
     has_text = table != ""
     if forecast.drivers is not None:
         idx = [i for i, c in enumerate(COVARIATES) if c.explains]
-        contrib = forecast.drivers[np.arange(n), month - 1][:, idx]
+        contrib = forecast.drivers[np.arange(n), step][:, idx]
         score = np.where(has_text & (contrib > MIN_CONTRIBUTION), contrib, -np.inf)
     else:
         rank = np.array([len(SALIENCE) - SALIENCE.index(nm) if nm in SALIENCE else 0 for nm in names], float)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -29,6 +28,7 @@ from timing.asof import open_snapshot
 from timing.features import features_at
 from timing.modelio import ModelError, load_model
 from timing.models import ModelResult
+from timing.models.base import MonthlyForecast
 from timing.reasons import explain
 from timing.store import StoreError, connect, table_exists, writing
 
@@ -48,12 +48,12 @@ def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version
     as_of = pd.to_datetime(features["as_of"]).dt.normalize()
     out = features[ID_COLUMNS].reset_index(drop=True).copy()
     out.insert(0, "as_of", as_of.dt.date.to_numpy())
-    p = fc.p_signed[:, :months]
+    trimmed = fc.truncate(months)
+    p = trimmed.p_signed
     for k, col in enumerate(month_columns(months)):
         out[col] = p[:, k]
     out["p_signed"] = p.sum(axis=1)
-    out["p_lost"] = fc.p_lost[:, :months].sum(axis=1)
-    trimmed = type(fc)(fc.contract_id, p, fc.p_lost[:, :months], None)
+    out["p_lost"] = trimmed.p_lost.sum(axis=1)
     days = trimmed.expected_signing_day()
     q = trimmed.signing_day_quantiles()
 
@@ -65,7 +65,19 @@ def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version
         out[name] = to_date(q[:, i])
     out["reasons"] = explain(features.reset_index(drop=True), fc).to_numpy()
     out["model_version"] = version
+    # the model's own time steps, for the scheduler's day-level windows
+    out["steps_per_month"] = trimmed.steps_per_month
+    for k in range(trimmed.step_signed.shape[1]):
+        out[f"step_{k + 1:02d}"] = trimmed.step_signed[:, k]
     return out
+
+
+def forecast_from_scores(scores: pd.DataFrame) -> MonthlyForecast:
+    """The signing forecast held in a scores table (at the model's step resolution)."""
+    steps = sorted(c for c in scores.columns if c.startswith("step_"))
+    spm = int(scores["steps_per_month"].iloc[0]) if len(scores) else 1
+    p = scores[steps].to_numpy(float)
+    return MonthlyForecast(scores["contract_id"].to_numpy(), p, np.zeros_like(p), spm)
 
 
 @dataclass(frozen=True)
@@ -128,15 +140,15 @@ def save_scores(store: Path, scores: pd.DataFrame) -> None:
     """Replace the store's scores for this as-of date (one transaction)."""
     with writing(store) as con:
         con.register("new_scores", scores)
+        if table_exists(con, "scores"):
+            old = [r[0] for r in con.execute("DESCRIBE scores").fetchall()]
+            if old != list(scores.columns):
+                # another horizon or model resolution than earlier runs: the history restarts
+                con.execute("DROP TABLE scores")
         if not table_exists(con, "scores"):
             con.execute("CREATE TABLE scores AS SELECT * FROM new_scores LIMIT 0")
-        try:
-            con.execute("DELETE FROM scores WHERE as_of = ?", [scores["as_of"].iloc[0] if len(scores) else None])
-            con.execute("INSERT INTO scores BY NAME SELECT * FROM new_scores")
-        except duckdb.Error:
-            # a different horizon than earlier runs: the table's columns change, history restarts
-            con.execute("DROP TABLE scores")
-            con.execute("CREATE TABLE scores AS SELECT * FROM new_scores")
+        con.execute("DELETE FROM scores WHERE as_of = ?", [scores["as_of"].iloc[0] if len(scores) else None])
+        con.execute("INSERT INTO scores BY NAME SELECT * FROM new_scores")
         con.unregister("new_scores")
 
 

@@ -61,12 +61,16 @@ def project_usage(df: pd.DataFrame, min_span_days: int = 21) -> pd.DataFrame:
     df["allowance_total_km"] = df["annual_km_allowance"] * df["term_days"] / 365.25
     remaining = df["allowance_total_km"] - df["km_driven"]
     rate = df["km_per_day"].where(df["km_per_day"] > 0)
-    df["days_to_allowance"] = (remaining / rate).fillna(np.inf)
-    # 80% band: a faster rate reaches the allowance sooner
+    # at a rate of ~0 an allowance ahead is never reached, one already passed was passed long ago
+    never = pd.Series(np.where(remaining < 0, -np.inf, np.inf), index=df.index)
+    df["days_to_allowance"] = (remaining / rate).fillna(never)
+    # 80% band: a faster rate reaches the allowance sooner, or (once it is exceeded) had passed it
+    # more recently; so the band's ends swap sides when ``remaining`` is negative
     fast = (df["km_per_day"] + Z80 * df["km_per_day_se"]).where(lambda x: x > 0)
     slow = (df["km_per_day"] - Z80 * df["km_per_day_se"]).where(lambda x: x > 0)
-    df["days_to_allowance_low"] = (remaining / fast).fillna(np.inf)
-    df["days_to_allowance_high"] = (remaining / slow).fillna(np.inf)
+    at_fast, at_slow = (remaining / fast).fillna(never), (remaining / slow).fillna(never)
+    df["days_to_allowance_low"] = np.minimum(at_fast, at_slow)
+    df["days_to_allowance_high"] = np.maximum(at_fast, at_slow)
     df["projected_km_at_end"] = df["km_driven"] + df["km_per_day"] * df["days_to_end"].clip(lower=0)
     df["projected_overage_km"] = df["projected_km_at_end"] - df["allowance_total_km"]
     return df.drop(columns=["fit_n", "fit_sxx", "fit_sxy", "fit_syy", "odometer_first", "first_reading_day"])

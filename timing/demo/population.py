@@ -27,10 +27,10 @@ HEAVY_USER_SHARE = 0.09
 
 #: Habit mixture: (weight, low, high) of the customer's mean offset in days.
 HABITS: tuple[tuple[float, float, float], ...] = (
-    (0.22, -210.0, -100.0),  # early: months before the scheduled end
-    (0.28, -28.0, 0.0),  # on time: in the last weeks
-    (0.22, -85.0, -40.0),  # the rhythm today's outreach assumes
-    (0.28, 15.0, 140.0),  # late: after the end, within the 180-day grace
+    (0.28, -210.0, -100.0),  # early: months before the scheduled end
+    (0.32, -28.0, 0.0),  # on time: in the last weeks
+    (0.10, -85.0, -40.0),  # the rhythm today's outreach assumes
+    (0.30, 15.0, 140.0),  # late: after the end, within the 180-day grace
 )
 
 

@@ -33,6 +33,8 @@ from timing.demo.vehicles import Cars, Faults, battery_upgrade_day, draw_cars, d
 
 NEVER = np.iinfo(np.int64).max // 4
 REPURCHASED, LOST, OPEN = 0, 1, 2
+#: Contract-to-contract scatter of a customer's signing offset around their habit.
+HABIT_NOISE_DAYS = 12.0
 HEAVY_RATIO = 1.15
 PREDECESSOR_BLANK_SHARE = 0.30
 GRACE = 180
@@ -104,7 +106,7 @@ def _intended_day(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Day each customer intends to sign the successor, and what set it."""
     n = len(c)
-    habit = end + np.round(cust.habit_days[c] + rng.normal(0, 20, n)).astype(np.int64)
+    habit = end + np.round(cust.habit_days[c] + rng.normal(0, HABIT_NOISE_DAYS, n)).astype(np.int64)
     reached = start + np.round((end - start) * allowance / km + rng.normal(0, 10, n)).astype(
         np.int64
     )

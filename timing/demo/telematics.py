@@ -78,14 +78,23 @@ def make_readings(
 def _odometer(
     rng: np.random.Generator, p: Portfolio, vehicle: np.ndarray, t: np.ndarray
 ) -> np.ndarray:
-    """Monotone odometer: delivery km plus gamma-noised distance between readings."""
+    """Monotone odometer that follows the car's long-run rate, with seasons and week-to-week wobble.
+
+    The allowance trigger in :mod:`timing.demo.portfolio` uses the long-run
+    rate, so the realised odometer must not drift away from it: usage runs
+    6% above the rate in summer and below it in winter (a bounded swing),
+    plus a few days' worth of driving as noise per reading, never decreasing.
+    """
     if len(vehicle) == 0:
         return np.zeros(0)
     new_car = np.r_[True, vehicle[1:] != vehicle[:-1]]
-    previous = np.where(new_car, p.start[vehicle], np.r_[0.0, t[:-1]])
     per_day = p.annual_km[vehicle] / 365.25
-    step_km = per_day * np.maximum(t - previous, 0.0) * rng.gamma(5.0, 0.2, len(t))
-    step_km = np.where(new_car, step_km + rng.uniform(5, 60, len(t)), step_km)
-    total = np.cumsum(step_km)
-    base = np.maximum.accumulate(np.where(new_car, total - step_km, 0.0))
-    return np.round(total - base)
+    elapsed = np.maximum(t - p.start[vehicle], 0.0)
+    season = 0.06 * 365.25 / (2 * np.pi) * (np.sin(2 * np.pi * (t - 100) / 365.25)
+                                               - np.sin(2 * np.pi * (p.start[vehicle] - 100) / 365.25))
+    delivery = rng.uniform(5, 60, len(p.start))[vehicle]
+    km = delivery + per_day * (elapsed + season + rng.normal(0, 2.0, len(t)))
+    km = np.maximum(km, 0.0)
+    # never decreasing within a car: a running maximum that restarts at each car
+    offset = np.cumsum(new_car) * 1e9
+    return np.round(np.maximum.accumulate(km + offset) - offset)

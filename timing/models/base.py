@@ -22,61 +22,112 @@ from timing.models.panel import MONTH_DAYS
 
 @dataclass(frozen=True)
 class MonthlyForecast:
+    """Signing and lost probabilities per time step (``steps_per_month`` steps a month).
+
+    ``p_signed``/``p_lost`` are per calendar month (steps summed); daily
+    quantities interpolate the cumulative incidence linearly within a step.
+    """
+
     contract_id: np.ndarray
-    p_signed: np.ndarray  # (n, K)
-    p_lost: np.ndarray  # (n, K)
-    drivers: np.ndarray | None = None  # (n, K, covariates): contributions to the log signing hazard
+    step_signed: np.ndarray  # (n, K * steps_per_month)
+    step_lost: np.ndarray
+    steps_per_month: int = 1
+    drivers: np.ndarray | None = None  # (n, steps, covariates): contributions to the log signing hazard
 
     @classmethod
     def from_hazards(cls, contract_id: np.ndarray, h_signed: np.ndarray, h_lost: np.ndarray,
-                     drivers: np.ndarray | None = None) -> MonthlyForecast:
+                     drivers: np.ndarray | None = None, steps_per_month: int = 1) -> MonthlyForecast:
         h_s = np.clip(h_signed, 0, 1)
         h_l = np.clip(h_lost, 0, 1 - h_s)
         surv = np.cumprod(1 - h_s - h_l, axis=1)
         before = np.column_stack([np.ones(len(h_s)), surv[:, :-1]]) if h_s.shape[1] else surv
-        return cls(contract_id, before * h_s, before * h_l, drivers)
+        return cls(contract_id, before * h_s, before * h_l, steps_per_month, drivers)
+
+    @property
+    def step_days(self) -> float:
+        return MONTH_DAYS / self.steps_per_month
 
     @property
     def months(self) -> int:
-        return int(self.p_signed.shape[1])
+        return int(self.step_signed.shape[1] // self.steps_per_month)
+
+    def _monthly(self, a: np.ndarray) -> np.ndarray:
+        n = len(a)
+        return a[:, : self.months * self.steps_per_month].reshape(n, self.months, self.steps_per_month).sum(axis=2)
+
+    @property
+    def p_signed(self) -> np.ndarray:
+        return self._monthly(self.step_signed)
+
+    @property
+    def p_lost(self) -> np.ndarray:
+        return self._monthly(self.step_lost)
 
     @property
     def cumulative_signed(self) -> np.ndarray:
+        """Monthly cumulative signing probability (n, months)."""
         return np.cumsum(self.p_signed, axis=1)
 
     @property
     def cumulative_lost(self) -> np.ndarray:
         return np.cumsum(self.p_lost, axis=1)
 
+    def truncate(self, months: int) -> MonthlyForecast:
+        k = months * self.steps_per_month
+        d = None if self.drivers is None else self.drivers[:, :k]
+        return MonthlyForecast(self.contract_id, self.step_signed[:, :k], self.step_lost[:, :k], self.steps_per_month, d)
+
+    def subset(self, rows: np.ndarray) -> MonthlyForecast:
+        d = None if self.drivers is None else self.drivers[rows]
+        return MonthlyForecast(self.contract_id[rows], self.step_signed[rows], self.step_lost[rows],
+                               self.steps_per_month, d)
+
+    def _cif_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        steps = self.step_signed.shape[1]
+        grid = np.arange(steps + 1) * self.step_days
+        cif = np.column_stack([np.zeros(len(self.step_signed)), np.cumsum(self.step_signed, axis=1)])
+        return grid, cif
+
     def cif_at_days(self, days: np.ndarray) -> np.ndarray:
         """Cumulative signing probability at each of ``days`` after the as-of (n, len(days))."""
-        grid = np.arange(self.months + 1) * MONTH_DAYS
-        cif = np.column_stack([np.zeros(len(self.p_signed)), self.cumulative_signed])
+        grid, cif = self._cif_grid()
+        steps = len(grid) - 1
         d = np.clip(np.asarray(days, float), 0, grid[-1])
-        j = np.minimum((d // MONTH_DAYS).astype(int), self.months - 1)
-        frac = (d - grid[j]) / MONTH_DAYS
+        j = np.minimum((d // self.step_days).astype(int), steps - 1)
+        frac = (d - grid[j]) / self.step_days
         return cif[:, j] + (cif[:, j + 1] - cif[:, j]) * frac
+
+    def cif_rowwise(self, days: np.ndarray) -> np.ndarray:
+        """Row i's cumulative signing probability at ``days[i]`` (n,)."""
+        grid, cif = self._cif_grid()
+        steps = len(grid) - 1
+        d = np.clip(np.asarray(days, float), 0, grid[-1])
+        j = np.minimum((d // self.step_days).astype(int), steps - 1)
+        rows = np.arange(len(cif))
+        frac = (d - grid[j]) / self.step_days
+        return cif[rows, j] + (cif[rows, j + 1] - cif[rows, j]) * frac
 
     def signing_day_quantiles(self, qs: tuple[float, ...] = (0.1, 0.5, 0.9)) -> np.ndarray:
         """Days after the as-of by which the signing probability reaches q; NaN if not in the horizon."""
-        cif = np.column_stack([np.zeros(len(self.p_signed)), self.cumulative_signed])
+        grid, cif = self._cif_grid()
+        rows = np.arange(len(cif))
         out = np.full((len(cif), len(qs)), np.nan)
         for i, q in enumerate(qs):
             reached = cif >= q
             j = np.argmax(reached, axis=1)  # first grid point at or above q
             ok = reached.any(axis=1) & (j > 0)
             jj = np.where(ok, j, 1)
-            lo, hi = cif[np.arange(len(cif)), jj - 1], cif[np.arange(len(cif)), jj]
+            lo, hi = cif[rows, jj - 1], cif[rows, jj]
             frac = np.where(hi > lo, (q - lo) / np.where(hi > lo, hi - lo, 1), 0)
-            out[:, i] = np.where(ok, (jj - 1 + frac) * MONTH_DAYS, np.nan)
+            out[:, i] = np.where(ok, (jj - 1 + frac) * self.step_days, np.nan)
         return out
 
     def expected_signing_day(self) -> np.ndarray:
         """Mean signing day after the as-of, given a signing within the horizon (NaN if ~0)."""
-        mid = (np.arange(self.months) + 0.5) * MONTH_DAYS
-        total = self.p_signed.sum(axis=1)
+        mid = (np.arange(self.step_signed.shape[1]) + 0.5) * self.step_days
+        total = self.step_signed.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 1e-9, (self.p_signed * mid).sum(axis=1) / total, np.nan)
+            return np.where(total > 1e-9, (self.step_signed * mid).sum(axis=1) / total, np.nan)
 
     def to_frame(self) -> pd.DataFrame:
         """Long format: contract_id, month, p_signed, p_lost."""

@@ -24,7 +24,7 @@ from lifelines import CoxPHFitter
 
 from timing.models.base import ModelResult, MonthlyForecast
 from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, design_context, level_codes
+from timing.models.panel import COVARIATES, _end_codes, design_context, level_codes
 
 STRATA = {  # 'end' level at the origin -> stratum
     0: "more than 12 months to the end", 12: "6-12 months to the end", 13: "6-12 months to the end",
@@ -32,7 +32,7 @@ STRATA = {  # 'end' level at the origin -> stratum
     6: "0-3 months to the end", 7: "0-3 months to the end", 8: "0-3 months to the end",
 }
 PASSED = "scheduled end passed"
-EXCLUDED = ("end", "launch")  # the stratum, and a calendar effect that is not proportional
+EXCLUDED = ("end", "end_with_history", "launch")  # the stratum, and a calendar effect that is not proportional
 
 
 def fit_cox(df: pd.DataFrame, duration_col: str, event_col: str, strata: list[str] | None = None,
@@ -59,7 +59,7 @@ def origin_covariates(features: pd.DataFrame, launch_months: tuple[int, ...]) ->
             continue
         for level in range(1, cov.n_levels):
             cols[f"{cov.name}={cov.labels[level]}"] = (codes[:, f] == level).astype(float)
-    end = codes[:, [c.name for c in COVARIATES].index("end")]
+    end = _end_codes(features, tau)
     stratum = pd.Series([STRATA.get(int(e), PASSED) for e in end], index=features.index, name="stratum")
     return pd.DataFrame(cols, index=features.index), stratum
 

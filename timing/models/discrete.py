@@ -1,6 +1,6 @@
 """Discrete-time competing-risks hazard: a multinomial logit on the person-month panel.
 
-Each month a contract is open, three things can happen: nothing, the customer
+Each step (half a month by default) a contract is open, three things can happen: nothing, the customer
 signs (the event), or the contract is lost (the competing event). The model
 is a multinomial logit of those outcomes on the binned, projected covariates
 of :mod:`timing.models.panel` — the discrete-time analogue of cause-specific
@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from timing.models.base import MonthlyForecast, ModelResult
 from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, Design, encode, encode_codes, expand
+from timing.models.panel import COVARIATES, MONTH_DAYS, Design, encode, encode_codes, expand
 
 OUTCOMES = ("signed", "lost")
 
@@ -77,7 +77,17 @@ def fit_multinomial(X: sp.csr_matrix, counts: np.ndarray, penalty: float) -> tup
     theta0[0] = base
     res = opt.minimize(loss, theta0.ravel(), jac=True, method="L-BFGS-B",
                        options={"maxiter": 2000, "gtol": 1e-7})
-    B = res.x.reshape(p, 2)
+    # L-BFGS stops on a small *relative* change of the loss, which on a big panel leaves it a
+    # growing fraction of a standard error short of the optimum; Newton steps with the exact
+    # information matrix (needed for the standard errors anyway) finish the job
+    theta, (f, g) = res.x, loss(res.x)
+    for _ in range(3):
+        step = _covariance(Xi, theta.reshape(p, 2), total, pen) @ g
+        f_new, g_new = loss(theta - step)
+        if not f_new <= f:
+            break
+        theta, f, g = theta - step, f_new, g_new
+    B = theta.reshape(p, 2)
     cov = _covariance(Xi, B, total, pen)
     return B, cov, int(res.nit)
 
@@ -103,21 +113,31 @@ class DiscreteHazard:
     """Specification of the discrete-time competing-risks hazard model."""
 
     months: int = 12
+    steps_per_month: int = 2
     penalty: float = 1.0
     launch_months: tuple[int, ...] = (3, 9)
     name: str = "discrete"
 
+    @property
+    def step_days(self) -> float:
+        return MONTH_DAYS / self.steps_per_month
+
+    @property
+    def steps(self) -> int:
+        return self.months * self.steps_per_month
+
     def panel(self, lm: Landmarks) -> tuple[Design, np.ndarray]:
-        """Person-month rows while at risk and observed, with outcome codes."""
-        last = np.where(lm.event_type > 0, lm.event_month, lm.observed_months).astype(int)
-        rows, k, tau = expand(lm.features, self.months)
-        keep = k <= np.repeat(last, self.months)
+        """Contract-step rows while at risk and observed (whole months), with outcome codes."""
+        observed = lm.observed_months.astype(int) * self.steps_per_month
+        event_step = np.where(lm.event_type > 0, np.ceil(np.nan_to_num(lm.event_day) / self.step_days), 0)
+        event_step = np.minimum(event_step, observed).astype(int)  # a same-day rounding edge stays inside
+        last = np.where(lm.event_type > 0, event_step, observed)
+        rows, k, tau = expand(lm.features, self.steps, self.step_days)
+        keep = k <= np.repeat(last, self.steps)
         rows, k, tau = rows[keep].reset_index(drop=True), k[keep], tau[keep]
-        event_month = np.repeat(lm.event_month, self.months)[keep]
-        event_type = np.repeat(lm.event_type, self.months)[keep]
-        y = np.where(k == event_month, event_type, 0).astype(np.int8)
+        y = np.where(k == np.repeat(event_step, self.steps)[keep], np.repeat(lm.event_type, self.steps)[keep], 0)
         design = encode(rows, tau, self.launch_months)
-        return design, y
+        return design, y.astype(np.int8)
 
     def fit(self, lm: Landmarks) -> DiscreteHazardResult:
         design, y = self.panel(lm)
@@ -165,34 +185,35 @@ class DiscreteHazardResult(ModelResult):
                              "hr_upper": np.exp(b + 1.96 * s)})
         return pd.DataFrame(rows)
 
-    def monthly_hazards(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(h_signed, h_lost, codes) with shapes (n, months), (n, months), (n*months, covariates)."""
-        rows, _k, tau = expand(features, self.months)
+    def step_hazards(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(h_signed, h_lost, codes) with shapes (n, steps), (n, steps), (n*steps, covariates)."""
+        steps = self.spec.steps
+        rows, _k, tau = expand(features, steps, self.spec.step_days)
         design = encode(rows, tau, self.spec.launch_months)
         P = _probabilities(_with_intercept(design.X), self.coef)
         n = len(features)
-        return P[:, 1].reshape(n, self.months), P[:, 2].reshape(n, self.months), design.codes
+        return P[:, 1].reshape(n, steps), P[:, 2].reshape(n, steps), design.codes
 
     def predict(self, features: pd.DataFrame) -> MonthlyForecast:
-        h_s, h_l, codes = self.monthly_hazards(features)
+        h_s, h_l, codes = self.step_hazards(features)
         return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l,
-                                            drivers=self._drivers(codes, len(features)))
+                                            drivers=self._drivers(codes, len(features)),
+                                            steps_per_month=self.spec.steps_per_month)
 
     def _drivers(self, codes: np.ndarray, n: int) -> np.ndarray:
-        """Per contract and month: each covariate's contribution to the log signing hazard."""
+        """Per contract and step: each covariate's contribution to the log signing hazard."""
         offsets = np.cumsum([0] + [c.n_levels - 1 for c in COVARIATES[:-1]])
-        contrib = np.zeros(codes.shape)
-        beta = self.coef[1:, 0]
-        for f in range(codes.shape[1]):
-            active = codes[:, f] > 0
-            contrib[active, f] = beta[offsets[f] + codes[active, f] - 1]
-        return contrib.reshape(n, self.months, codes.shape[1])
+        beta = np.concatenate([[0.0], self.coef[1:, 0]])
+        # level 0 (the reference) contributes nothing: index 0 of beta
+        idx = np.where(codes > 0, codes - 1 + offsets + 1, 0)
+        return beta[idx].reshape(n, self.spec.steps, codes.shape[1])
 
     def to_tables(self) -> dict[str, pd.DataFrame | dict]:
         params = pd.DataFrame(self.coef, columns=list(OUTCOMES)).assign(column=list(self.columns))
         cov = pd.DataFrame(self.cov)
         cov.columns = [str(c) for c in cov.columns]
-        meta = {"family": self.name, "months": self.months, "penalty": self.spec.penalty,
+        meta = {"family": self.name, "months": self.months, "steps_per_month": self.spec.steps_per_month,
+                "penalty": self.spec.penalty,
                 "launch_months": list(self.spec.launch_months), "n_rows": self.n_rows,
                 "n_patterns": self.n_patterns, "n_events": self.n_events, "n_lost": self.n_lost,
                 "iterations": self.iterations}
@@ -204,7 +225,8 @@ class DiscreteHazardResult(ModelResult):
         params = tables["params"]
         if tuple(params["column"]) != ("intercept",) + Design.column_names():
             raise ValueError("the saved model's covariates differ from this version's panel")
-        spec = DiscreteHazard(months=int(meta["months"]), penalty=float(meta["penalty"]),
+        spec = DiscreteHazard(months=int(meta["months"]), steps_per_month=int(meta["steps_per_month"]),
+                              penalty=float(meta["penalty"]),
                               launch_months=tuple(meta["launch_months"]))
         return cls(spec=spec, coef=params[list(OUTCOMES)].to_numpy(float),
                    cov=tables["covariance"].to_numpy(float), columns=tuple(params["column"]),

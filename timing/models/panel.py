@@ -1,12 +1,14 @@
-"""The person-month panel: each open contract, month by month over the horizon.
+"""The contract-step panel: each open contract, step by step over the horizon.
 
-A contract open on T gets one row per month k = 1..K after T. Each row holds
-the covariates *projected to the middle of that month*: where the contract
-will stand against its scheduled end, against the customer's habitual signing
-date, against the day its mileage allowance runs out, how long ago its last
-critical fault was, what its battery health will be. These projections are
-deterministic given what is known on T (future faults are not invented), so
-the same panel serves fitting and prediction.
+A contract open on T gets one row per time step k = 1..K after T (half a
+month by default: signing timing matters to the week, and a 60-day capture
+window is only four steps wide). Each row holds the covariates *projected to
+the middle of that step*: where the contract will stand against its
+scheduled end, how far it is from the customer's habitual signing date, from
+the day its mileage allowance runs out, since its last critical fault, what
+its battery health will be. These projections are deterministic given what
+is known on T (future faults are not invented), so the same panel serves
+fitting and prediction.
 
 Every covariate is binned, and the panel is one-hot encoded into a sparse
 matrix with a reference level per covariate, so a fitted coefficient reads as
@@ -14,9 +16,11 @@ a log hazard ratio against that reference.
 
 Notes
 -----
-Month k covers days ``((k-1)*MONTH_DAYS, k*MONTH_DAYS]`` after T; its
-covariates are evaluated at ``(k - 0.5) * MONTH_DAYS``. "Month 1" is the
-month starting the day after T.
+Step k covers days ``((k-1)*step, k*step]`` after T and its covariates are
+evaluated at ``(k - 0.5) * step``. A month is ``MONTH_DAYS`` days; "month 1"
+starts the day after T. The habit gap is scaled by the customer's own
+consistency: ``z = (day - habitual date) / sqrt(sd^2 + 20^2)`` where sd is the
+spread of their past signing offsets (30 days when only one is known).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import scipy.sparse as sp
 
 MONTH_DAYS = 30.4375
 DEFAULT_LAUNCH_MONTHS = (3, 9)
+HABIT_NOISE_DAYS = 20.0
+HABIT_SD_ONE_OBSERVATION = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,29 +52,18 @@ class Binned:
         return len(self.labels)
 
 
-def _cut(values: np.ndarray, edges: list[float], missing_code: int | None = None) -> np.ndarray:
-    """Codes 1..len(edges)+1 by ``edges`` (right-open), or ``missing_code`` for NaN."""
-    codes = np.digitize(values, edges) + 1
-    if missing_code is not None:
-        codes = np.where(np.isnan(values), missing_code, codes)
-    return codes.astype(np.int16)
+def _cut(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Codes 0..len(edges) by right-open ``edges``."""
+    return np.digitize(values, edges).astype(np.int16)
 
 
-def _months(x: np.ndarray) -> np.ndarray:
-    return np.floor(x / MONTH_DAYS)
+def _col(df: pd.DataFrame, name: str) -> np.ndarray:
+    return df[name].to_numpy(dtype=float, na_value=np.nan)
 
 
-# --- covariates: each maps (static features repeated per month, tau in days, context) -> codes
+# --- covariates: each maps (static features repeated per step, tau in days, context) -> codes
 
-
-def _end(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    # months until the scheduled end at mid-month; reference: more than 12 months away
-    m = _months(df["days_to_end"].to_numpy(float) - tau)
-    edges = [-6, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 9, 13]
-    codes = np.digitize(m, edges).astype(np.int16)  # 0: < -6 ... 13: >= 13
-    return np.where(codes == 13, 0, codes + 1).astype(np.int16)
-
-
+END_EDGES = [-6, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 9, 13]
 END_LABELS = ("more than a year to the scheduled end", "scheduled end passed 6+ months ago",
               "scheduled end passed 3-6 months ago", "scheduled end passed 2-3 months ago",
               "scheduled end passed 1-2 months ago", "scheduled end passed within the last month",
@@ -77,56 +72,82 @@ END_LABELS = ("more than a year to the scheduled end", "scheduled end passed 6+ 
               "scheduled end in 5 months", "scheduled end in 6-8 months", "scheduled end in 9-12 months")
 
 
+def _end_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
+    # months until the scheduled end at mid-step; reference: more than 12 months away
+    m = np.floor((_col(df, "days_to_end") - tau) / MONTH_DAYS)
+    codes = np.digitize(m, END_EDGES).astype(np.int16)  # 0: < -6 ... 13: >= 13
+    return np.where(codes == 13, 0, codes + 1).astype(np.int16)
+
+
+def _has_history(df: pd.DataFrame) -> np.ndarray:
+    return ~np.isnan(_col(df, "habit_offset_days"))
+
+
+def _end_first(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_has_history(df), 0, _end_codes(df, tau)).astype(np.int16)
+
+
+def _end_known(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_has_history(df), _end_codes(df, tau), 0).astype(np.int16)
+
+
+HABIT_EDGES = [-2.5, -1.5, -1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 1.5, 2.5]
+HABIT_LABELS = ("no earlier renewal", "habitual signing date far ahead", "habitual signing date 1.5-2.5 sd ahead",
+                "habitual signing date 1-1.5 sd ahead", "habitual signing date 0.5-1 sd ahead",
+                "habitual signing date just ahead", "at the habitual signing date",
+                "habitual signing date just passed", "habitual signing date passed 0.5-1 sd ago",
+                "habitual signing date passed 1-1.5 sd ago", "habitual signing date passed 1.5-2.5 sd ago",
+                "habitual signing date passed long ago")
+
+
 def _habit(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    # months from the customer's habitual signing date (scheduled end + average offset)
-    off = df["habit_offset_days"].to_numpy(float)
-    gap = _months(tau - df["days_to_end"].to_numpy(float) - off)
-    codes = _cut(gap, [-3, -2, -1, 0, 1, 2, 3])  # 1: <-3 ... 8: >=3
-    return np.where(np.isnan(off), 0, codes).astype(np.int16)
+    off = _col(df, "habit_offset_days")
+    sd = _col(df, "habit_offset_sd")
+    sd = np.where(np.isnan(sd), HABIT_SD_ONE_OBSERVATION, sd)
+    z = (tau - _col(df, "days_to_end") - off) / np.sqrt(sd**2 + HABIT_NOISE_DAYS**2)
+    return np.where(np.isnan(off), 0, _cut(z, HABIT_EDGES) + 1).astype(np.int16)
 
 
-HABIT_LABELS = ("no earlier renewal", "habitual signing date more than 3 months ahead",
-                "habitual signing date in 3 months", "habitual signing date in 2 months",
-                "habitual signing date next month", "at the habitual signing date",
-                "habitual signing date passed 1 month ago", "habitual signing date passed 2 months ago",
-                "habitual signing date passed 3+ months ago")
+ALLOWANCE_EDGES = [-120, -60, -30, -15, 0, 15, 30, 60, 120, 240]
+ALLOWANCE_LABELS = ("allowance not reached for 4+ months", "allowance reached in 2-4 months",
+                    "allowance reached in 1-2 months", "allowance reached in 15-30 days",
+                    "allowance reached within 15 days", "allowance exceeded within 15 days",
+                    "allowance exceeded 15-30 days ago", "allowance exceeded 1-2 months ago",
+                    "allowance exceeded 2-4 months ago", "allowance exceeded 4-8 months ago",
+                    "allowance exceeded 8+ months ago")
 
 
 def _allowance(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    # months since the projected day the total allowance is reached (negative: before)
-    d = df["days_to_allowance"].to_numpy(float)
-    gap = _months(tau - np.where(np.isfinite(d), d, 1e6))
-    codes = _cut(gap, [-6, -3, -2, -1, 0, 1, 2, 3, 6])  # 1: < -6 ... 10: >= 6
-    return np.where(codes == 1, 0, codes - 1).astype(np.int16)
+    # days since the projected day the total allowance is reached (negative: before)
+    d = _col(df, "days_to_allowance")
+    gap = tau - np.where(np.isfinite(d), d, 1e7)
+    return _cut(gap, ALLOWANCE_EDGES)
 
 
-ALLOWANCE_LABELS = ("allowance not reached for 6+ months", "allowance reached in 3-6 months",
-                    "allowance reached in 2-3 months", "allowance reached in 1-2 months",
-                    "allowance reached within a month", "allowance reached this month",
-                    "allowance exceeded 1 month ago", "allowance exceeded 2 months ago",
-                    "allowance exceeded 3-6 months ago", "allowance exceeded 6+ months ago")
+FAULT_EDGES = [15, 30, 45, 60, 75, 90, 180]
+FAULT_LABELS = ("no critical fault", "critical fault within 15 days", "critical fault 15-30 days ago",
+                "critical fault 30-45 days ago", "critical fault 45-60 days ago", "critical fault 60-75 days ago",
+                "critical fault 75-90 days ago", "critical fault 3-6 months ago", "critical fault 6+ months ago")
 
 
 def _fault(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    since = _months(df["days_since_critical"].to_numpy(float) + tau)
-    return _cut(since, [1, 2, 3, 6], missing_code=0)
-
-
-FAULT_LABELS = ("no critical fault", "critical fault within a month", "critical fault 1-2 months ago",
-                "critical fault 2-3 months ago", "critical fault 3-6 months ago",
-                "critical fault 6+ months ago")
-
-
-def _battery(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    soh = df["battery_soh"].to_numpy(float)
-    slope = np.nan_to_num(df["battery_slope_per_year"].to_numpy(float).clip(-20, 5))
-    projected = soh + slope * tau / 365.25
-    codes = _cut(projected, [80, 82, 85, 90])  # 1: <80 ... 5: >=90
-    return np.where(np.isnan(soh) | (codes == 5), 0, codes).astype(np.int16)
+    since = _col(df, "days_since_critical") + tau
+    return np.where(np.isnan(since), 0, _cut(since, FAULT_EDGES) + 1).astype(np.int16)
 
 
 BATTERY_LABELS = ("battery health 90%+ or no battery", "battery health below 80%", "battery health 80-82%",
                   "battery health 82-85%", "battery health 85-90%")
+
+
+def _battery(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    soh = _col(df, "battery_soh")
+    slope = np.nan_to_num(_col(df, "battery_slope_per_year").clip(-20, 5))
+    projected = soh + slope * tau / 365.25
+    codes = _cut(projected, [80, 82, 85, 90]) + 1  # 1: <80 ... 5: >=90
+    return np.where(np.isnan(soh) | (codes == 5), 0, codes).astype(np.int16)
+
+
+LAUNCH_LABELS = ("no model launch near", "model launch month", "model launch next month")
 
 
 def _launch(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
@@ -136,13 +157,10 @@ def _launch(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     return np.where(launch, 1, np.where(before, 2, 0)).astype(np.int16)
 
 
-LAUNCH_LABELS = ("no model launch near", "model launch month", "model launch next month")
-
-
-def _static(column: str, edges: list[float], missing: int = 0) -> Callable:
+def _static(column: str, edges: list[float]) -> Callable:
     def code(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-        values = df[column].to_numpy(float)
-        return np.where(np.isnan(values), missing, _cut(values, edges) - 1).astype(np.int16)
+        values = _col(df, column)
+        return np.where(np.isnan(values), 0, _cut(values, edges)).astype(np.int16)
 
     return code
 
@@ -158,14 +176,31 @@ def _category(column: str, levels: tuple[str, ...]) -> Callable:
     return code
 
 
+def _usage(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    r = _col(df, "usage_ratio")
+    return np.select([r < 0.8, r >= 1.5, r >= 1.2], [1, 3, 2], 0).astype(np.int16)
+
+
+INTEREST_EDGES = [30, 60, 90, 180]
+INTEREST_LABELS = ("no interest shown", "showed interest within 30 days", "showed interest 30-60 days ago",
+                   "showed interest 60-90 days ago", "showed interest 3-6 months ago",
+                   "showed interest 6+ months ago")
+
+
 def _interest(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    interested = df["interested_180d"].to_numpy(float) > 0
-    contacted = df["days_since_contact"].to_numpy(float) <= 180
-    return np.where(interested, 2, np.where(contacted, 1, 0)).astype(np.int16)
+    since = _col(df, "days_since_interest") + tau
+    return np.where(np.isnan(since), 0, _cut(since, INTEREST_EDGES) + 1).astype(np.int16)
+
+
+def _contacted(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    declined = np.nan_to_num(_col(df, "days_since_decline"), nan=1e9) + tau <= 90
+    contacted = np.nan_to_num(_col(df, "days_since_contact"), nan=1e9) + tau <= 90
+    return np.where(declined, 2, np.where(contacted, 1, 0)).astype(np.int16)
 
 
 COVARIATES: tuple[Binned, ...] = (
-    Binned("end", END_LABELS, _end),
+    Binned("end", END_LABELS, _end_first),
+    Binned("end_with_history", END_LABELS, _end_known),
     Binned("habit", HABIT_LABELS, _habit),
     Binned("allowance", ALLOWANCE_LABELS, _allowance),
     Binned("fault", FAULT_LABELS, _fault),
@@ -174,22 +209,21 @@ COVARIATES: tuple[Binned, ...] = (
     Binned("renewals", ("no earlier renewal", "1 earlier renewal", "2 earlier renewals", "3+ earlier renewals"),
            _static("n_renewals", [1, 2, 3])),
     Binned("lost_before", ("never lost before", "lost a contract before"), _static("n_lost", [1])),
-    Binned("customer_type", ("private customer", "business customer"), _category("customer_type", ("private", "business")),
-           explains=False),
+    Binned("customer_type", ("private customer", "business customer"),
+           _category("customer_type", ("private", "business")), explains=False),
     Binned("fleet", ("single car", "fleet of 2-5", "fleet of 6+"), _static("fleet_size", [2, 6]), explains=False),
-    Binned("product", ("lease", "balloon", "hire purchase"), _category("product", ("lease", "balloon", "hire_purchase")),
-           explains=False),
+    Binned("product", ("lease", "balloon", "hire purchase"),
+           _category("product", ("lease", "balloon", "hire_purchase")), explains=False),
     Binned("usage", ("usage 80-120% of allowance", "usage below 80% of allowance", "usage 120-150% of allowance",
-                     "usage above 150% of allowance"),
-           lambda df, tau, ctx: np.select(
-               [df["usage_ratio"].to_numpy(float) < 0.8, df["usage_ratio"].to_numpy(float) >= 1.5,
-                df["usage_ratio"].to_numpy(float) >= 1.2], [1, 3, 2], 0).astype(np.int16)),
+                     "usage above 150% of allowance"), _usage),
     Binned("telematics", ("telematics", "no telematics"),
-           lambda df, tau, ctx: (df["has_telematics"].to_numpy() == 0).astype(np.int16), explains=False),
-    Binned("outreach", ("no recent contact", "contacted in the last 180 days", "showed interest in the last 180 days"),
-           _interest),
+           lambda df, tau, ctx: (_col(df, "has_telematics") == 0).astype(np.int16), explains=False),
+    Binned("interest", INTEREST_LABELS, _interest),
+    Binned("contacted", ("no contact in the last 90 days", "contacted in the last 90 days",
+                         "declined in the last 90 days"), _contacted),
     Binned("repairs", ("no repair this year", "repaired this year"), _static("repairs_365d", [1])),
 )
+COVARIATE_NAMES = tuple(c.name for c in COVARIATES)
 
 
 def design_context(as_of: pd.Timestamp, launch_months: tuple[int, ...] = DEFAULT_LAUNCH_MONTHS) -> dict:
@@ -225,7 +259,7 @@ def encode_codes(codes: np.ndarray) -> sp.csr_matrix:
 
 
 def level_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    """Level code of every covariate for each row of ``df`` evaluated at mid-month ``tau``."""
+    """Level code of every covariate for each row of ``df`` evaluated at mid-step ``tau``."""
     if len(df) == 0:
         return np.zeros((0, len(COVARIATES)), np.int16)
     return np.column_stack([c.code(df, tau, ctx) for c in COVARIATES]).astype(np.int16)
@@ -241,10 +275,17 @@ def encode(rows: pd.DataFrame, tau: np.ndarray, launch_months: tuple[int, ...]) 
     return Design(X=encode_codes(codes), codes=codes, columns=Design.column_names())
 
 
-def expand(features: pd.DataFrame, months: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Repeat each contract ``months`` times: (frame, month index k, mid-month day tau)."""
+#: The feature columns the covariates read (the panel repeats only these).
+PANEL_COLUMNS = ("as_of", "days_to_end", "habit_offset_days", "habit_offset_sd", "days_to_allowance",
+                 "days_since_critical", "battery_soh", "battery_slope_per_year", "n_renewals", "n_lost",
+                 "customer_type", "fleet_size", "product", "usage_ratio", "has_telematics", "days_since_interest",
+                 "days_since_decline", "days_since_contact", "repairs_365d")
+
+
+def expand(features: pd.DataFrame, steps: int, step_days: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Repeat each contract ``steps`` times: (frame, step index k, mid-step day tau)."""
     n = len(features)
-    idx = np.repeat(np.arange(n), months)
-    k = np.tile(np.arange(1, months + 1), n)
-    tau = (k - 0.5) * MONTH_DAYS
-    return features.iloc[idx].reset_index(drop=True), k, tau
+    idx = np.repeat(np.arange(n), steps)
+    k = np.tile(np.arange(1, steps + 1), n)
+    tau = (k - 0.5) * step_days
+    return features[list(PANEL_COLUMNS)].iloc[idx].reset_index(drop=True), k, tau

@@ -26,7 +26,6 @@ import pandas as pd
 
 from timing.config import ScheduleSettings
 from timing.models.base import MonthlyForecast
-from timing.models.panel import MONTH_DAYS
 from timing.schedule.plan import Capacity, Candidates, solve_exact, solve_greedy, total_value
 from timing.schedule.rules import NO_START_DAY, apply_rules, blackout_mask
 
@@ -153,8 +152,8 @@ def plan_windows(
     if planned.any():
         rows = np.flatnonzero(planned)
         if values is None:  # the model's probability for the actual start day (a kept start may be mid-week)
-            sub = MonthlyForecast(forecast.contract_id[rows], forecast.p_signed[rows], forecast.p_lost[rows])
-            p_in[rows] = window_probability(sub, offset[rows], cfg.capture_days)
+            sub = forecast.subset(rows)
+            p_in[rows] = sub.cif_rowwise(offset[rows] + cfg.capture_days) - sub.cif_rowwise(offset[rows])
         else:
             p_in[rows] = base_values[rows, week[rows]]
 
@@ -182,21 +181,6 @@ def plan_windows(
     return Plan(as_of, out.reset_index(drop=True), {str(k): int(n_) for k, n_ in reasons.items()}, load,
                 int(capacity_per_week), solver, total_value(cands, chosen),
                 {"candidates": float(len(cands)), "contracts": float(n)})
-
-
-def window_probability(fc: MonthlyForecast, offset: np.ndarray, capture_days: int) -> np.ndarray:
-    """Row i: P(signing within ``capture_days`` after day ``offset[i]``)."""
-    grid = np.arange(fc.months + 1) * MONTH_DAYS
-    cif = np.column_stack([np.zeros(len(fc.p_signed)), fc.cumulative_signed])
-    rows = np.arange(len(cif))
-
-    def at(d: np.ndarray) -> np.ndarray:
-        d = np.clip(d, 0, grid[-1])
-        j = np.minimum((d // MONTH_DAYS).astype(int), fc.months - 1)
-        frac = (d - grid[j]) / MONTH_DAYS
-        return cif[rows, j] + (cif[rows, j + 1] - cif[rows, j]) * frac
-
-    return at(offset + capture_days) - at(offset)
 
 
 def _branch_caps(branches: np.ndarray, W: int, cfg: ScheduleSettings, table: pd.DataFrame | None,
