@@ -216,6 +216,44 @@ def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out
 
 
 @main.command()
+@as_of_option
+@click.option("--horizon-days", type=click.IntRange(7, 731), default=None,
+              help="Plan windows starting up to this many days ahead [default 182].")
+@click.option("--capacity-per-week", type=click.IntRange(min=0), default=None,
+              help="Outreach starts allowed per week [default: 1.2 x expected weekly signings].")
+@click.option("--window-days", type=click.IntRange(1, 120), default=None, help="Window length [default 28].")
+@click.option("--solver", type=click.Choice(["auto", "exact", "greedy"]), default=None,
+              help="exact (HiGHS) or greedy; auto picks exact where the problem is small enough.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the planned windows as CSV.")
+@pass_ctx
+@boundary
+def schedule(obj: Ctx, as_of: date | None, horizon_days: int | None, capacity_per_week: int | None,
+             window_days: int | None, solver: str | None, out: Path | None) -> None:
+    """Plan one outreach window per contract worth contacting, within capacity and contact rules.
+
+    Rules (consent, do-not-contact, days since the last contact, starts per
+    customer per 90 days, blackout dates, branch capacity) come from the
+    [schedule] table of timing.toml; options here override it.
+
+    Example:
+
+        timing schedule --capacity-per-week 40 --out data/out/schedule.csv
+    """
+    import dataclasses
+
+    from timing.schedule.job import run_schedule
+
+    overrides = {k: v for k, v in {"horizon_days": horizon_days, "capacity_per_week": capacity_per_week,
+                                   "window_days": window_days, "solver": solver}.items() if v is not None}
+    cfg = dataclasses.replace(obj.settings.schedule, **overrides)
+    plan = run_schedule(obj.store, cfg, as_of, out, progress=progress)
+    echo(plan.summary())
+    if out is not None:
+        echo(f"  windows written to {out}")
+
+
+@main.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
               help="Export folder (default: the bundled demo in data/demo).")
 @pass_ctx

@@ -80,34 +80,53 @@ def data_fingerprint(con, schema: str) -> str:  # noqa: ANN001
     return hashlib.sha256(json.dumps([counts, [str(x) for x in latest]]).encode()).hexdigest()
 
 
-def fit_models(
-    store: Path,
-    as_of: date | None = None,
-    settings: FitSettings | None = None,
-    model_root: Path = DEFAULT_MODEL_ROOT,
+@dataclass(frozen=True)
+class Fitted:
+    """What fitting on one date produced, before anything is saved."""
+
+    as_of: date
+    model: ModelResult
+    chosen: str
+    holdout_as_of: date
+    holdout: pd.DataFrame
+    calibration: pd.DataFrame
+    origins: list[date]
+    training_rows: int
+    fingerprint: str
+    stage_seconds: dict[str, float]
+    truth: dict[str, float] | None = None
+
+
+def fit_at(
+    con: Any,
+    source: str,
+    T: date,
+    cfg: FitSettings,
     truth: Path | None = None,
     progress: Callable[[str], None] | None = None,
-) -> FitReport:
-    """Fit, compare on the holdout, refit the best family and save it (see module notes)."""
+) -> Fitted:
+    """Fit on the views in ``source`` (as of ``T``): holdout comparison, then the chosen family on all.
+
+    Pure with respect to the store: nothing is written. Backtests call it at
+    each origin with the views of that origin.
+    """
     import time
 
-    cfg = settings or FitSettings()
     say = progress or (lambda _m: None)
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    with open_snapshot(store, as_of) as snap:
-        T = snap.as_of
-        con, src = snap.con, snap.schema
-        origins = monthly_origins(T, cfg.lookback_months)
-        T_h = monthly_origins(T, cfg.holdout_months, cfg.holdout_months)[0]
-        feats = origin_features(con, src, origins, cfg.max_contracts_per_origin, cfg.seed, say)
-        if feats.empty:
-            raise ValueError(f"no contract was open at any training origin before {T}: nothing to learn from")
-        outcomes_T = outcomes_with_ends(con, src)
-        create_views(con, src, T_h, "holdout_view")
-        outcomes_h = outcomes_with_ends(con, "holdout_view")
-        fingerprint = data_fingerprint(con, src)
-        open_at_T = features_at(con, src, T) if truth else None
+    origins = monthly_origins(T, cfg.lookback_months)
+    T_h = monthly_origins(T, cfg.holdout_months, cfg.holdout_months)[0]
+    feats = origin_features(con, source, origins, cfg.max_contracts_per_origin, cfg.seed, say)
+    if feats.empty:
+        raise ValueError(f"no contract was open at any training origin before {T}: nothing to learn from")
+    outcomes_T = outcomes_with_ends(con, source)
+    holdout_schema = f"holdout_{T.strftime('%Y%m%d')}"
+    create_views(con, source, T_h, holdout_schema)
+    outcomes_h = outcomes_with_ends(con, holdout_schema)
+    con.execute(f"DROP SCHEMA {holdout_schema} CASCADE")
+    fingerprint = data_fingerprint(con, source)
+    open_at_T = features_at(con, source, T) if truth else None
     stages["features"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -142,19 +161,36 @@ def fit_models(
 
     truth_metrics = None
     if truth is not None and open_at_T is not None:
-        truth_metrics = evaluate_against_truth(final, make_spec(cfg, BASELINE).fit(train), open_at_T, truth, T, cfg.months)
+        truth_metrics = evaluate_against_truth(final, make_spec(cfg, BASELINE).fit(train), open_at_T, truth, T,
+                                               cfg.months)
+    return Fitted(T, final, chosen, T_h, holdout, calibration, origins, len(train), fingerprint, stages,
+                  truth_metrics)
 
-    version = f"{T.isoformat()}-{chosen}-{fingerprint[:8]}"
+
+def fit_models(
+    store: Path,
+    as_of: date | None = None,
+    settings: FitSettings | None = None,
+    model_root: Path = DEFAULT_MODEL_ROOT,
+    truth: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FitReport:
+    """Fit on what the store knew on ``as_of``, save the chosen model and register it."""
+    cfg = settings or FitSettings()
+    with open_snapshot(store, as_of) as snap:
+        f = fit_at(snap.con, snap.schema, snap.as_of, cfg, truth, progress)
+    version = f"{f.as_of.isoformat()}-{f.chosen}-{f.fingerprint[:8]}"
     meta = {
-        "version": version, "fit_as_of": T.isoformat(), "origins": [o.isoformat() for o in origins],
-        "holdout_as_of": T_h.isoformat(), "months": cfg.months, "training_rows": len(train),
-        "data_fingerprint": fingerprint, "holdout_metrics": holdout.to_dict(orient="records"),
-        "holdout_calibration": calibration.to_dict(orient="records"), "truth_metrics": truth_metrics,
+        "version": version, "fit_as_of": f.as_of.isoformat(), "origins": [o.isoformat() for o in f.origins],
+        "holdout_as_of": f.holdout_as_of.isoformat(), "months": cfg.months, "training_rows": f.training_rows,
+        "data_fingerprint": f.fingerprint, "holdout_metrics": f.holdout.to_dict(orient="records"),
+        "holdout_calibration": f.calibration.to_dict(orient="records"), "truth_metrics": f.truth,
         "settings": asdict(cfg),
     }
-    saved = save_model(final, Path(model_root) / version, meta)
-    register_model(store, saved, T, chosen)
-    return FitReport(T, chosen, T_h, holdout, calibration, saved, len(train), stages, truth_metrics)
+    saved = save_model(f.model, Path(model_root) / version, meta)
+    register_model(store, saved, f.as_of, f.chosen)
+    return FitReport(f.as_of, f.chosen, f.holdout_as_of, f.holdout, f.calibration, saved, f.training_rows,
+                     f.stage_seconds, f.truth)
 
 
 def register_model(store: Path, saved: SavedModel, as_of: date, family: str) -> None:
