@@ -85,18 +85,39 @@ def _rank_within(keys: list[np.ndarray], value: np.ndarray, tie: np.ndarray) -> 
     return rank
 
 
-def _customer_violations(customer: np.ndarray, week: np.ndarray, value: np.ndarray, limit: int) -> np.ndarray:
-    """Rows that break "at most ``limit`` starts in any 13 weeks" (the later start of each breach)."""
-    order = np.lexsort((-value, week, customer))
-    c, w = customer[order], week[order]
-    bad = np.zeros(len(order), dtype=bool)
-    if len(order) > limit:
-        same = c[limit:] == c[:-limit]
-        close = (w[limit:] - w[:-limit]) < WEEKS_PER_90_DAYS
-        bad[limit:] = same & close
-    out = np.zeros(len(order), dtype=bool)
-    out[order] = bad
-    return out
+def _customer_keep(customer: np.ndarray, week: np.ndarray, value: np.ndarray, tie: np.ndarray,
+                   limit: int) -> np.ndarray:
+    """Which rows a customer keeps under "at most ``limit`` starts in any 13 weeks", best value first.
+
+    Each pass keeps every customer's best undecided row and drops the undecided
+    rows that already have ``limit`` kept rows within 12 weeks of them. For a
+    limit of one this is exactly the rule; above one it is slightly stricter
+    (it may drop a start the rule would allow), never looser.
+    """
+    n = len(customer)
+    ok = np.zeros(n, dtype=bool)
+    undecided = np.ones(n, dtype=bool)
+    # rows of customers with a single row in the pool never conflict
+    counts = np.bincount(np.unique(customer, return_inverse=True)[1]) if n else np.zeros(0, int)
+    single = counts[np.unique(customer, return_inverse=True)[1]] == 1 if n else np.zeros(0, bool)
+    ok[single] = True
+    undecided[single] = False
+    while undecided.any():
+        idx = np.flatnonzero(undecided)
+        best = idx[_rank_within([customer[idx]], value[idx], tie[idx]) == 0]
+        ok[best] = True
+        undecided[best] = False
+        idx = np.flatnonzero(undecided)
+        if len(idx) == 0:
+            break
+        kept = np.flatnonzero(ok)
+        pairs = pd.DataFrame({"row": idx, "c": customer[idx], "w": week[idx]}).merge(
+            pd.DataFrame({"c": customer[kept], "kw": week[kept]}), on="c")
+        near = pairs[(pairs["w"] - pairs["kw"]).abs() < WEEKS_PER_90_DAYS]
+        crowded = near.groupby("row").size()
+        drop = crowded.index[crowded.to_numpy() >= limit].to_numpy()
+        undecided[drop] = False
+    return ok
 
 
 def solve_greedy(cands: Candidates, cap: Capacity, max_rounds: int = 10_000) -> np.ndarray:
@@ -130,12 +151,7 @@ def solve_greedy(cands: Candidates, cap: Capacity, max_rounds: int = 10_000) -> 
         ok[idx] = _rank_within([w[idx]], v[idx], tie[idx]) < cap.week[w[idx]]
         if cap.per_customer_90d is not None:
             idx = np.flatnonzero(ok)
-            while len(idx):
-                bad = _customer_violations(cands.customer[pool[idx]], w[idx], v[idx], cap.per_customer_90d)
-                if not bad.any():
-                    break
-                ok[idx[bad]] = False
-                idx = idx[~bad]
+            ok[idx] = _customer_keep(cands.customer[pool[idx]], w[idx], v[idx], tie[idx], cap.per_customer_90d)
         rejected = pool[~ok]
         rc = cands.contract[rejected]
         held[rc] = -1
