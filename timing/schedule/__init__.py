@@ -114,7 +114,7 @@ def plan_windows(
 
     # stability: the week of the last plan's window gets a bonus of keep_threshold
     prev_week = np.full(n, -1)
-    prev_start = pd.Series(pd.NaT, index=facts.index)
+    prev_start = pd.Series(pd.NaT, index=facts.index, dtype="datetime64[ns]")
     if previous is not None and len(previous):
         prev = previous.set_index("contract_id").reindex(facts["contract_id"])
         ps = pd.to_datetime(prev["window_start"]).to_numpy()
@@ -124,7 +124,8 @@ def plan_windows(
         day = ((ps - T) / np.timedelta64(1, "D"))
         wk = np.floor(np.where(live, np.maximum(day, 0), -1) / 7).astype(np.int64)
         prev_week = np.where(live & (wk < W), wk, -1)
-        prev_start = pd.Series(np.where(prev_week >= 0, ps, np.datetime64("NaT")), index=facts.index)
+        prev_start = pd.Series(np.where(prev_week >= 0, ps, np.datetime64("NaT")), index=facts.index,
+                               dtype="datetime64[ns]")
         rows = np.flatnonzero(prev_week >= 0)
         v[rows, prev_week[rows]] *= 1 + cfg.keep_threshold
 
@@ -146,7 +147,7 @@ def plan_windows(
     t0 = pd.Timestamp(as_of)
     start[planned] = t0 + pd.to_timedelta(starts[week[planned]], unit="D")
     keep_start = kept & prev_start.notna().to_numpy()
-    start[keep_start] = np.maximum(pd.to_datetime(prev_start[keep_start]), t0)
+    start[keep_start] = prev_start[keep_start].clip(lower=t0)
     offset = ((start - t0).dt.days).to_numpy(float)
     p_in = np.full(n, np.nan)
     if planned.any():
