@@ -40,6 +40,8 @@ def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
     out["end"] = pd.Series(np.where(d >= 0, "scheduled end " + end + " (in " + _int_str(d) + " days)",
                                     "scheduled end passed " + _int_str(-d) + " days ago, no successor yet"),
                            index=f.index)
+    # the panel splits the end by whether the customer has renewed before; the words are the same
+    out["end_with_history"] = out["end"]
     o = f["last_offset_days"].astype(float)
     words = _months_phrase(o)
     habit = np.where(o < -15, "signed " + words + " early last time",
@@ -72,6 +74,9 @@ def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
                                  index=f.index)
     out["repairs"] = pd.Series(np.where(f["repairs_365d"] > 0, f["repairs_365d"].astype(str) + " repair(s) this year", ""),
                                index=f.index)
+    # covariates split by what is known of the customer speak with one voice
+    for split, base in (("end_with_history", "end"), ("end_consistent_habit", "end"), ("habit_consistent", "habit")):
+        out[split] = out[base]
     for c in COVARIATES:
         out.setdefault(c.name, empty)
     return out
@@ -97,7 +102,8 @@ def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
         contrib = forecast.drivers[np.arange(n), step][:, idx]
         score = np.where(has_text & (contrib > MIN_CONTRIBUTION), contrib, -np.inf)
     else:
-        rank = np.array([len(SALIENCE) - SALIENCE.index(nm) if nm in SALIENCE else 0 for nm in names], float)
+        # a covariate outside the ranking (``end_with_history`` repeats ``end``) is never a filler
+        rank = np.array([len(SALIENCE) - SALIENCE.index(nm) if nm in SALIENCE else -np.inf for nm in names], float)
         score = np.where(has_text, rank[None, :], -np.inf)
         score[:, names.index("launch")] = -np.inf  # a calendar fact is no reason without a model saying so
     order = np.argsort(-score, axis=1, kind="stable")[:, :MAX_REASONS]

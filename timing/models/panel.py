@@ -36,6 +36,7 @@ MONTH_DAYS = 30.4375
 DEFAULT_LAUNCH_MONTHS = (3, 9)
 HABIT_NOISE_DAYS = 20.0
 HABIT_SD_ONE_OBSERVATION = 30.0
+CONSISTENT_SD_DAYS = 25.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,11 @@ def _end_first(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
 
 
 def _end_known(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_has_history(df), _end_codes(df, tau), 0).astype(np.int16)
+    return np.where(_has_history(df) & ~_consistent(df), _end_codes(df, tau), 0).astype(np.int16)
+
+
+def _end_consistent(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_consistent(df), _end_codes(df, tau), 0).astype(np.int16)
 
 
 HABIT_EDGES = [-2.5, -1.5, -1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 1.5, 2.5]
@@ -100,12 +105,25 @@ HABIT_LABELS = ("no earlier renewal", "habitual signing date far ahead", "habitu
                 "habitual signing date passed long ago")
 
 
-def _habit(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+def _habit_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
     off = _col(df, "habit_offset_days")
     sd = _col(df, "habit_offset_sd")
     sd = np.where(np.isnan(sd), HABIT_SD_ONE_OBSERVATION, sd)
     z = (tau - _col(df, "days_to_end") - off) / np.sqrt(sd**2 + HABIT_NOISE_DAYS**2)
     return np.where(np.isnan(off), 0, _cut(z, HABIT_EDGES) + 1).astype(np.int16)
+
+
+def _consistent(df: pd.DataFrame) -> np.ndarray:
+    """Two or more past signings within a few weeks of each other."""
+    return np.nan_to_num(_col(df, "habit_offset_sd"), nan=np.inf) <= CONSISTENT_SD_DAYS
+
+
+def _habit(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_consistent(df), 0, _habit_codes(df, tau)).astype(np.int16)
+
+
+def _habit_consistent(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_consistent(df), _habit_codes(df, tau), 0).astype(np.int16)
 
 
 ALLOWANCE_EDGES = [-120, -60, -30, -15, 0, 15, 30, 60, 120, 240]
@@ -201,7 +219,9 @@ def _contacted(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
 COVARIATES: tuple[Binned, ...] = (
     Binned("end", END_LABELS, _end_first),
     Binned("end_with_history", END_LABELS, _end_known),
+    Binned("end_consistent_habit", END_LABELS, _end_consistent),
     Binned("habit", HABIT_LABELS, _habit),
+    Binned("habit_consistent", HABIT_LABELS, _habit_consistent),
     Binned("allowance", ALLOWANCE_LABELS, _allowance),
     Binned("fault", FAULT_LABELS, _fault),
     Binned("battery", BATTERY_LABELS, _battery),
