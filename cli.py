@@ -254,6 +254,87 @@ def schedule(obj: Ctx, as_of: date | None, horizon_days: int | None, capacity_pe
 
 
 @main.command()
+@as_of_option
+@click.option("--within", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Also list windows opening within this many days.")
+@click.option("--branch", default=None, help="Only this branch.")
+@click.option("--region", default=None, help="Only this region.")
+@click.option("--channel", type=click.Choice(["phone", "email", "sms", "letter", "account"]), default=None,
+              help="Only this channel.")
+@click.option("--min-priority", type=click.IntRange(1, 3), default=None,
+              help="Only this priority or more urgent (1 is the most urgent).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@pass_ctx
+@boundary
+def due(obj: Ctx, as_of: date | None, within: int, branch: str | None, region: str | None,
+        channel: str | None, min_priority: int | None, fmt: str) -> None:
+    """The leasing team's query: whom to contact now, most valuable first.
+
+    Lists the contracts whose outreach window is open on the as-of date or
+    opens within --within days, with channel, probability, expected signing
+    date, the reasons, and whether the window is new, kept or moved since the
+    last plan.
+
+    Example:
+
+        timing due --branch BR03 --within 14
+
+        timing due --format csv > due.csv
+    """
+    from timing.outputs.due import due_list, format_due
+
+    df = due_list(obj.store, as_of, within, branch, region, channel, min_priority)
+    click.echo(format_due(df, fmt, color=fmt == "table" and click.get_text_stream("stdout").isatty()))
+
+
+@main.group()
+def export() -> None:
+    """Files for other systems (the CRM import file)."""
+
+
+@export.command("crm")
+@as_of_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The CSV to write (parts and a manifest go beside it).")
+@pass_ctx
+@boundary
+def export_crm_cmd(obj: Ctx, as_of: date | None, out: Path) -> None:
+    """The CRM bulk-upsert file for the current plan, with a manifest beside it.
+
+    UTF-8, comma, LF, RFC 4180 quoting, ISO dates, a stable external id per
+    planned outreach; only the fields the CRM needs (names in [crm] of
+    timing.toml); customers who may not be contacted are never in it.
+
+    Example:
+
+        timing export crm --out data/out/crm.csv
+    """
+    from timing.outputs.crm import export_crm
+
+    result = export_crm(obj.store, out, obj.settings.crm, as_of)
+    echo(result.summary())
+
+
+@main.command()
+@click.option("--month", default=None, metavar="YYYY-MM", help="The report's month (default: the month of the as-of).")
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True, help="Reports go to OUT/YYYY-MM/.")
+@pass_ctx
+@boundary
+def report(obj: Ctx, month: str | None, out_root: Path) -> None:
+    """The monthly report: reports/YYYY-MM/index.html (self-contained) and its chart data.
+
+    Example:
+
+        timing report --month 2026-10
+    """
+    from timing.report import build_report
+
+    result = build_report(obj.store, month, out_root, obj.settings, progress=progress)
+    echo(result.summary())
+
+
+@main.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
               help="Export folder (default: the bundled demo in data/demo).")
 @pass_ctx

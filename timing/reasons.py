@@ -1,7 +1,9 @@
 """The reasons behind a forecast, in the leasing team's words.
 
-For the discrete model, each covariate's contribution to the log signing
-hazard in the contract's most likely month ranks the reasons; the words then
+For the discrete model, the reasons are the covariates that lift the log
+signing hazard in the contract's likeliest step above their own usual level
+(what makes *that* time likely), then those that raise it throughout (what
+makes a signing likely at all); the words then
 quote the contract's own figures ("mileage allowance reached in 41 days").
 Families without per-covariate contributions fall back to a fixed order of
 salience. Everything is built column-wise for the whole portfolio.
@@ -40,8 +42,6 @@ def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
     out["end"] = pd.Series(np.where(d >= 0, "scheduled end " + end + " (in " + _int_str(d) + " days)",
                                     "scheduled end passed " + _int_str(-d) + " days ago, no successor yet"),
                            index=f.index)
-    # the panel splits the end by whether the customer has renewed before; the words are the same
-    out["end_with_history"] = out["end"]
     o = f["last_offset_days"].astype(float)
     words = _months_phrase(o)
     habit = np.where(o < -15, "signed " + words + " early last time",
@@ -99,8 +99,13 @@ def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
     has_text = table != ""
     if forecast.drivers is not None:
         idx = [i for i, c in enumerate(COVARIATES) if c.explains]
-        contrib = forecast.drivers[np.arange(n), step][:, idx]
-        score = np.where(has_text & (contrib > MIN_CONTRIBUTION), contrib, -np.inf)
+        drivers = forecast.drivers[:, :, idx]
+        contrib = drivers[np.arange(n), step]
+        # "why then": how much a covariate lifts the likeliest step above its usual level;
+        # a covariate that pushes every step alike (loyalty) explains "how likely", ranked after
+        timing = contrib - np.median(drivers, axis=1)
+        score = np.where(timing > MIN_CONTRIBUTION, 10 + timing, np.where(contrib > MIN_CONTRIBUTION, contrib, -np.inf))
+        score = np.where(has_text, score, -np.inf)
     else:
         # a covariate outside the ranking (``end_with_history`` repeats ``end``) is never a filler
         rank = np.array([len(SALIENCE) - SALIENCE.index(nm) if nm in SALIENCE else -np.inf for nm in names], float)
