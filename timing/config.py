@@ -122,12 +122,116 @@ class ScheduleSettings:
         return [(_month_day(a, "blackout"), _month_day(b, "blackout")) for a, b in self.blackout]
 
 
+#: The CRM file's columns in order: plan column -> the :class:`CrmSettings` field naming it.
+CRM_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("external_id", "external_id_field"),
+    ("contract_id", "contract_id_field"),
+    ("customer_id", "customer_id_field"),
+    ("branch_id", "branch_id_field"),
+    ("window_start", "window_start_field"),
+    ("window_end", "window_end_field"),
+    ("channel", "channel_field"),
+    ("priority", "priority_field"),
+    ("p_signing_in_window", "probability_field"),
+    ("expected_signing_date", "expected_signing_date_field"),
+    ("reasons", "reasons_field"),
+    ("status", "status_field"),
+)
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    """The CRM import file (see :mod:`timing.outputs.crm` and ``crm.md``).
+
+    ``*_field`` settings are the CRM's field names (Salesforce API names by
+    default) of the file's columns; an empty name leaves that column out,
+    except ``external_id_field`` (every upsert matches on it) and
+    ``status_field`` (it closes a cancelled outreach). Defaults::
+
+        external_id_field            Timing_External_Id__c
+        contract_id_field            Contract_Id__c
+        customer_id_field            Customer_Id__c
+        branch_id_field              Branch_Id__c
+        window_start_field           Outreach_Window_Start__c
+        window_end_field             Outreach_Window_End__c
+        channel_field                Outreach_Channel__c
+        priority_field               Outreach_Priority__c
+        probability_field            Signing_Probability__c
+        expected_signing_date_field  Expected_Signing_Date__c
+        reasons_field                Timing_Reasons__c
+        status_field                 Plan_Status__c
+
+    ``max_file_mb``: the largest part in MB of 1,000,000 bytes (the Bulk API
+    2.0 upload limit is 100 MB of CSV); larger exports are split into numbered
+    parts. ``line_ending``: ``"LF"`` (the Bulk API default) or ``"CRLF"``
+    (only when the ingest job declares ``lineEnding=CRLF``).
+    ``probability_as_percent``: write 95.11 (a Percent field) instead of
+    0.9511 (a Number(1, 4) field). ``max_reasons_chars``: reasons longer than
+    this are cut with an ellipsis (255 fits a Text(255) field; 0 keeps all).
+    """
+
+    external_id_field: str = "Timing_External_Id__c"
+    contract_id_field: str = "Contract_Id__c"
+    customer_id_field: str = "Customer_Id__c"
+    branch_id_field: str = "Branch_Id__c"
+    window_start_field: str = "Outreach_Window_Start__c"
+    window_end_field: str = "Outreach_Window_End__c"
+    channel_field: str = "Outreach_Channel__c"
+    priority_field: str = "Outreach_Priority__c"
+    probability_field: str = "Signing_Probability__c"
+    expected_signing_date_field: str = "Expected_Signing_Date__c"
+    reasons_field: str = "Timing_Reasons__c"
+    status_field: str = "Plan_Status__c"
+    max_file_mb: float = 100.0
+    line_ending: str = "LF"
+    probability_as_percent: bool = False
+    max_reasons_chars: int = 255
+
+    def __post_init__(self) -> None:
+        names = []
+        for _column, key in CRM_COLUMNS:
+            name = getattr(self, key)
+            if not isinstance(name, str):
+                raise ConfigError(f"crm.{key} must be a string")
+            if name != name.strip() or any(ch in name for ch in ',"\r\n\t;'):
+                raise ConfigError(f"crm.{key}: '{name}' is not a field name (no spaces around it, "
+                                  "no comma, quote, semicolon, tab or line break)")
+            if name:
+                names.append(name)
+        if not self.external_id_field:
+            raise ConfigError("crm.external_id_field must be set: an upsert matches rows on it")
+        if not self.status_field:
+            raise ConfigError("crm.status_field must be set: it is how a cancelled outreach is closed")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"crm: field name '{duplicates[0]}' is used for more than one column")
+        if not 0 < self.max_file_mb <= 100:
+            raise ConfigError("crm.max_file_mb must be above 0 and at most 100 (the Bulk API upload limit)")
+        if self.line_ending not in ("LF", "CRLF"):
+            raise ConfigError("crm.line_ending must be 'LF' or 'CRLF'")
+        if self.max_reasons_chars < 0 or 0 < self.max_reasons_chars < 16:
+            raise ConfigError("crm.max_reasons_chars must be 0 (no limit) or at least 16")
+
+    def fields(self) -> dict[str, str]:
+        """Plan column -> CRM field name, in file order, without the columns left out."""
+        return {column: getattr(self, key) for column, key in CRM_COLUMNS if getattr(self, key)}
+
+    @property
+    def max_part_bytes(self) -> int:
+        return int(self.max_file_mb * 1_000_000)
+
+    @property
+    def line_terminator(self) -> str:
+        return "\r\n" if self.line_ending == "CRLF" else "\n"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of the toolkit, by step."""
 
     fit: FitSettings = field(default_factory=FitSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    crm: CrmSettings = field(default_factory=CrmSettings)
 
 
 def _tuples(value: Any) -> Any:

@@ -4,9 +4,9 @@ Every customer carries latent habits that repeat across their own contracts,
 which is what makes their next signing learnable from their history:
 
 - ``habit_days``: signing offset relative to the scheduled end, drawn from a
-  mixture of early signers (months before), on-time signers (just before the
-  end), the few whose habit matches today's outreach practice, and late signers
-  (after the end, within the successor grace);
+  mixture of early signers (months before), signers at the end (its last
+  weeks) and late signers (after the end, within the successor grace) — the
+  three groups the product brief names; nobody's habit is "90 days before";
 - ``loyalty``: log-odds of renewing rather than leaving for a competitor;
 - ``usage_ratio``: driven km over the contracted allowance (heavy users
   1.3-1.8x, who sign when the allowance is used up);
@@ -27,10 +27,9 @@ HEAVY_USER_SHARE = 0.09
 
 #: Habit mixture: (weight, low, high) of the customer's mean offset in days.
 HABITS: tuple[tuple[float, float, float], ...] = (
-    (0.28, -210.0, -100.0),  # early: months before the scheduled end
-    (0.32, -28.0, 0.0),  # on time: in the last weeks
-    (0.10, -85.0, -40.0),  # the rhythm today's outreach assumes
-    (0.30, 15.0, 140.0),  # late: after the end, within the 180-day grace
+    (0.30, -210.0, -100.0),  # early: months before the scheduled end
+    (0.36, -28.0, 0.0),  # at the end: in its last weeks
+    (0.34, 15.0, 140.0),  # after it: within the 180-day grace
 )
 
 

@@ -73,10 +73,17 @@ def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
     os.close(fd)
     try:
         df.to_csv(tmp, index=False, lineterminator="\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output file is as readable as any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_plan(store: Path, plan: Plan) -> None:
