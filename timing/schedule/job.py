@@ -89,6 +89,7 @@ def _umask() -> int:
 def save_plan(store: Path, plan: Plan) -> None:
     rows = plan.windows.copy()
     rows["as_of"] = plan.as_of
+    rows["capacity_per_week"] = plan.capacity_per_week  # the report reads the capacity a plan had
     with writing(store) as con:
         con.register("new_plan", rows)
         if table_exists(con, "schedules"):

@@ -1,0 +1,347 @@
+"""Portfolio volume: repurchases signed per month, and how many to expect next.
+
+Three forecasts of the next months' signings, side by side:
+
+* ``prophet``: trend, yearly seasonality and the model launch months
+  (``FitSettings.launch_months``) as a 0/1 regressor, fitted to the monthly
+  counts;
+* ``structural``: a statsmodels unobserved-components model on the same counts
+  (local level, trigonometric yearly seasonal, the launch months as regressor);
+* ``survival``: the scored signing probabilities of the open contracts,
+  summed per calendar month, with a Poisson-binomial interval.
+
+The two time-series models see only the count history; the survival model
+sees every open contract but knows nothing about contracts opened later (which
+rarely repurchase within months of signing).
+
+Notes
+-----
+A month is a calendar month, identified by its first day. The history holds
+the complete months up to the as-of date T (T's own month only when T is its
+last day), from the outcomes an export on T held. Forecast months are the
+``months`` calendar months after the last complete one. The survival forecast
+is made from the scores of the latest as-of S <= T in the store; for a month
+that started before S it adds the signings already seen from the month's
+first day to S. Its interval reflects only which of the contracts sign, not
+the uncertainty of the model's probabilities, so it is narrower than the
+time-series intervals. Time-series lower bounds are clipped at zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from timing.asof import open_snapshot
+from timing.config import FitSettings
+from timing.scoring import forecast_from_scores
+from timing.store import connect, table_exists
+
+MODELS = ("prophet", "structural", "survival")
+FORECAST_COLUMNS = ["month", "model", "expected", "lower", "upper"]
+#: Time-series models need two full seasonal cycles.
+MIN_HISTORY_MONTHS = 24
+_QUIET_LOGGERS = ("cmdstanpy", "prophet", "prophet.plot", "prophet.models")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence prophet's and cmdstanpy's chatter (and the optimisers' warnings), then restore."""
+    loggers = [logging.getLogger(n) for n in _QUIET_LOGGERS]
+    saved = [(lg.level, lg.disabled) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+        lg.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, (level, disabled) in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+            lg.disabled = disabled
+
+
+def month_start(day: date | pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(day).to_period("M").to_timestamp()
+
+
+def last_complete_month(as_of: date) -> pd.Timestamp:
+    """The first day of the last calendar month fully known on ``as_of``."""
+    t = pd.Timestamp(as_of)
+    this = month_start(t)
+    return this if t.is_month_end else this - pd.DateOffset(months=1)
+
+
+def launch_flags(months: pd.DatetimeIndex | pd.Series, launch_months: tuple[int, ...]) -> np.ndarray:
+    return np.isin(pd.DatetimeIndex(months).month, list(launch_months)).astype(float)
+
+
+# --- history -------------------------------------------------------------------------------
+
+
+def monthly_repurchases(store: Path, as_of: date | None = None, by_branch: bool = False,
+                        history_months: int | None = 60) -> pd.DataFrame:
+    """Repurchases signed per complete calendar month, as an export on ``as_of`` held them.
+
+    Columns ``month, repurchases`` (and ``branch_id`` first when ``by_branch``;
+    the branch is the customer's branch). Months without a signing count 0.
+    ``history_months`` keeps only the latest months (``None``: all since the first signing).
+    """
+    with open_snapshot(store, as_of) as snap:
+        T = snap.as_of
+        rows = snap.con.execute(
+            f"""SELECT cu.branch_id, date_trunc('month', o.outcome_date) AS month, count(*) AS repurchases
+                FROM {snap.t('outcomes')} o JOIN {snap.t('customers')} cu USING (customer_id)
+                WHERE o.outcome = 'repurchased'
+                GROUP BY ALL"""
+        ).df()
+        branches = sorted(
+            r[0] for r in snap.con.execute(f"SELECT DISTINCT branch_id FROM {snap.t('customers')}").fetchall()
+        )
+    last = last_complete_month(T)
+    rows["month"] = pd.to_datetime(rows["month"])
+    rows = rows[rows["month"] <= last]
+    first = rows["month"].min() if len(rows) else last
+    if history_months is not None:
+        first = max(first, last - pd.DateOffset(months=history_months - 1))
+    months = pd.date_range(first, last, freq="MS")
+    if by_branch:
+        grid = pd.MultiIndex.from_product([branches, months], names=["branch_id", "month"])
+        counts = rows.groupby(["branch_id", "month"])["repurchases"].sum().reindex(grid, fill_value=0)
+        return counts.reset_index().astype({"repurchases": int})
+    counts = rows.groupby("month")["repurchases"].sum().reindex(months, fill_value=0)
+    return counts.rename_axis("month").reset_index().astype({"repurchases": int})
+
+
+# --- time-series models -----------------------------------------------------------------------
+
+
+def future_months(last: pd.Timestamp, months: int) -> pd.DatetimeIndex:
+    return pd.date_range(last + pd.DateOffset(months=1), periods=months, freq="MS")
+
+
+def prophet_forecast(history: pd.DataFrame, months: int, launch_months: tuple[int, ...] = (),
+                     interval: float = 0.8, seed: int = 0) -> pd.DataFrame:
+    """Prophet on monthly counts (``month, repurchases``): the next ``months`` months.
+
+    The yearly seasonality has 4 Fourier pairs (prophet's default of 10 would
+    chase noise with 12 points a year); the launch months are a 0/1 regressor
+    that catches the sharp spikes the smooth wave cannot. MAP fitting (no
+    MCMC), a fixed optimiser seed and a fixed NumPy seed for the interval
+    draws, so the same history gives the same numbers; NumPy's global random
+    state is restored afterwards.
+    """
+    with quiet():
+        from prophet import Prophet
+
+        df = pd.DataFrame({"ds": pd.to_datetime(history["month"]), "y": history["repurchases"].astype(float)})
+        use_launch = bool(launch_months) and 0 < launch_flags(df["ds"], launch_months).sum() < len(df)
+        m = Prophet(yearly_seasonality=4, weekly_seasonality=False, daily_seasonality=False,
+                    mcmc_samples=0, uncertainty_samples=1000, interval_width=interval)
+        if use_launch:
+            df["launch"] = launch_flags(df["ds"], launch_months)
+            m.add_regressor("launch")
+        m.fit(df, seed=seed)
+        future = pd.DataFrame({"ds": future_months(df["ds"].iloc[-1], months)})
+        if use_launch:
+            future["launch"] = launch_flags(future["ds"], launch_months)
+        state = np.random.get_state()
+        try:
+            np.random.seed(seed)
+            fc = m.predict(future)
+        finally:
+            np.random.set_state(state)
+    return _frame(future["ds"], fc["yhat"], fc["yhat_lower"], fc["yhat_upper"], "prophet")
+
+
+def structural_forecast(history: pd.DataFrame, months: int, launch_months: tuple[int, ...] = (),
+                        interval: float = 0.8) -> pd.DataFrame:
+    """statsmodels unobserved components: local level + yearly trigonometric seasonal + launch months."""
+    from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+    y = history["repurchases"].astype(float).to_numpy()
+    ds = pd.DatetimeIndex(pd.to_datetime(history["month"]))
+    fut = future_months(ds[-1], months)
+    exog = launch_flags(ds, launch_months) if launch_months else None
+    if exog is not None and not 0 < exog.sum() < len(exog):
+        exog = None
+    with quiet():
+        model = UnobservedComponents(y, level="local level", freq_seasonal=[{"period": 12, "harmonics": 4}],
+                                     exog=exog)
+        res = model.fit(disp=False, maxiter=500)
+        fc = res.get_forecast(months, exog=None if exog is None else launch_flags(fut, launch_months)[:, None])
+        ci = fc.conf_int(alpha=1 - interval)
+    ci = np.asarray(ci)
+    return _frame(fut, fc.predicted_mean, ci[:, 0], ci[:, 1], "structural")
+
+
+def _frame(months: pd.Series | pd.DatetimeIndex, expected: object, lower: object, upper: object,
+           model: str) -> pd.DataFrame:
+    e = np.clip(np.asarray(expected, float), 0, None)
+    lo = np.clip(np.asarray(lower, float), 0, None)
+    hi = np.clip(np.asarray(upper, float), 0, None)
+    return pd.DataFrame({"month": pd.DatetimeIndex(months), "model": model, "expected": e,
+                         "lower": np.minimum(lo, e), "upper": np.maximum(hi, e)})
+
+
+# --- the survival model ------------------------------------------------------------------------
+
+
+def poisson_binomial_interval(p: np.ndarray, interval: float = 0.8, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``interval`` of the number of successes among independent Bernoulli(p_i), per column.
+
+    ``p`` is (contracts, columns). The distribution is exact up to aliasing of
+    mass beyond ``mean + 12 sd`` (negligible): the characteristic function
+    prod_i (1 - p_i + p_i e^{iw}) is evaluated on a grid and inverted with an FFT.
+    """
+    p = np.clip(np.asarray(p, float), 0, 1)
+    if p.ndim == 1:
+        p = p[:, None]
+    n, m = p.shape
+    mean, sd = p.sum(axis=0), np.sqrt((p * (1 - p)).sum(axis=0))
+    size = int(min(n + 1, np.ceil(mean.max(initial=0) + 12 * sd.max(initial=0) + 20)))
+    w = 2 * np.pi * np.arange(size) / size
+    e = np.exp(1j * w)
+    log_phi = np.zeros((m, size), complex)
+    with np.errstate(divide="ignore"):
+        for s in range(0, n, chunk):
+            q = p[s:s + chunk]
+            log_phi += np.log(1 - q[:, :, None] + q[:, :, None] * e[None, None, :]).sum(axis=0)
+    pmf = np.clip(np.fft.fft(np.exp(log_phi), axis=1).real / size, 0, None)
+    cdf = np.cumsum(pmf, axis=1) / pmf.sum(axis=1, keepdims=True)
+    tail = (1 - interval) / 2
+    lower = (cdf < tail - 1e-12).sum(axis=1).astype(float)
+    upper = (cdf < 1 - tail - 1e-12).sum(axis=1).astype(float)
+    return lower, upper
+
+
+def survival_forecast(scores: pd.DataFrame, scored_on: date, months: pd.DatetimeIndex,
+                      seen_so_far: pd.Series | None = None, interval: float = 0.8) -> pd.DataFrame:
+    """Expected signings per calendar month from a scores table scored on ``scored_on``.
+
+    ``seen_so_far`` (indexed by month) adds the signings already seen in a month
+    that started before ``scored_on``. Months beyond the scores' horizon are left out.
+    """
+    fc = forecast_from_scores(scores)
+    S = pd.Timestamp(scored_on)
+    start = np.array([max((mo - S).days - 1, 0) for mo in months], float)
+    end = np.array([((mo + pd.offsets.MonthEnd(0)) - S).days for mo in months], float)
+    horizon = fc.step_signed.shape[1] * fc.step_days
+    keep = end <= horizon + 1  # a month is covered when it ends within the horizon (rounding: 1 day)
+    months, start, end = months[keep], start[keep], end[keep]
+    if len(fc.contract_id) == 0:
+        p = np.zeros((0, len(months)))
+    else:
+        p = np.clip(fc.cif_at_days(end) - fc.cif_at_days(start), 0, 1)
+    lower, upper = poisson_binomial_interval(p, interval)
+    seen = np.zeros(len(months)) if seen_so_far is None else seen_so_far.reindex(months, fill_value=0).to_numpy(float)
+    return _frame(months, p.sum(axis=0) + seen, lower + seen, upper + seen, "survival")
+
+
+def _latest_scores(store: Path, as_of: date) -> tuple[pd.DataFrame, date | None]:
+    con = connect(store)
+    try:
+        if not table_exists(con, "scores"):
+            return pd.DataFrame(), None
+        row = con.execute("SELECT max(as_of) FROM scores WHERE as_of <= ?", [as_of]).fetchone()
+        if row is None or row[0] is None:
+            return pd.DataFrame(), None
+        scores = con.execute("SELECT * FROM scores WHERE as_of = ? ORDER BY contract_id", [row[0]]).df()
+        return scores, row[0]
+    finally:
+        con.close()
+
+
+def _signed_between(store: Path, as_of: date, first: pd.Timestamp, last: date) -> pd.DataFrame:
+    """Repurchases signed from ``first`` to ``last`` (inclusive) by branch and month."""
+    with open_snapshot(store, as_of) as snap:
+        return snap.con.execute(
+            f"""SELECT cu.branch_id, date_trunc('month', o.outcome_date) AS month, count(*) AS n
+                FROM {snap.t('outcomes')} o JOIN {snap.t('customers')} cu USING (customer_id)
+                WHERE o.outcome = 'repurchased' AND o.outcome_date BETWEEN ? AND ?
+                GROUP BY ALL""", [first.date(), last]).df().astype({"month": "datetime64[ns]"})
+
+
+# --- all together -----------------------------------------------------------------------------
+
+
+def forecast_volume(
+    store: Path,
+    months: int = 6,
+    by_branch: bool = False,
+    as_of: date | None = None,
+    interval: float = 0.8,
+    launch_months: tuple[int, ...] | None = None,
+    history_months: int | None = 60,
+    models: tuple[str, ...] = MODELS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Expected repurchases in each of the next ``months`` calendar months, by model.
+
+    Returns columns ``month, model, expected, lower, upper`` (``branch_id``
+    first when ``by_branch``), sorted by (branch,) month and model; ``lower``
+    and ``upper`` bound the central ``interval`` (80% by default). A model
+    without what it needs (24 months of history; scores in the store) gives
+    no rows.
+
+    Example::
+
+        forecast_volume(Path("data/timing.duckdb"), months=6)
+
+    Notes
+    -----
+    See the module notes for what a month is and what each interval covers.
+    """
+    if months < 1:
+        raise ValueError("months must be at least 1")
+    if not 0 < interval < 1:
+        raise ValueError("interval must be within (0, 1)")
+    launch = FitSettings().launch_months if launch_months is None else tuple(launch_months)
+    with open_snapshot(store, as_of) as snap:
+        T = snap.as_of
+    history = monthly_repurchases(store, T, by_branch=True, history_months=history_months)
+    future = future_months(last_complete_month(T), months)
+    groups: list[tuple[str | None, pd.DataFrame]]
+    if by_branch:
+        groups = [(str(b), h[["month", "repurchases"]].reset_index(drop=True))
+                  for b, h in history.groupby("branch_id", sort=True)]
+    else:
+        groups = [(None, history.groupby("month", as_index=False)["repurchases"].sum())]
+
+    scores, scored_on = _latest_scores(store, T) if "survival" in models else (pd.DataFrame(), None)
+    seen = pd.DataFrame(columns=["branch_id", "month", "n"])
+    if scored_on is not None and future[0] <= pd.Timestamp(scored_on):
+        seen = _signed_between(store, T, future[0], scored_on)
+
+    out = []
+    for branch, h in groups:
+        parts = []
+        if len(h) >= MIN_HISTORY_MONTHS:
+            if "prophet" in models:
+                parts.append(prophet_forecast(h, months, launch, interval, seed))
+            if "structural" in models:
+                parts.append(structural_forecast(h, months, launch, interval))
+        if scored_on is not None:
+            s = scores if branch is None else scores[scores["branch_id"].astype(str) == branch]
+            sn = seen if branch is None else seen[seen["branch_id"].astype(str) == branch]
+            parts.append(survival_forecast(s, scored_on, future, sn.groupby("month")["n"].sum(), interval))
+        for part in parts:
+            if branch is not None:
+                part.insert(0, "branch_id", branch)
+            out.append(part)
+    cols = (["branch_id"] if by_branch else []) + FORECAST_COLUMNS
+    if not out:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(out, ignore_index=True)
+    order = {m: i for i, m in enumerate(MODELS)}
+    df["_m"] = df["model"].map(order)
+    keys = (["branch_id"] if by_branch else []) + ["month", "_m"]
+    return df.sort_values(keys, kind="stable").drop(columns="_m").reset_index(drop=True)[cols]
