@@ -78,7 +78,7 @@ def fit_multinomial(X: sp.csr_matrix, counts: np.ndarray, penalty: float, max_it
     B[0] = np.log(np.maximum(counts[:, 1:].sum(axis=0), 0.5) / max(counts[:, 0].sum(), 1.0))
     f, P = objective(B)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned
         grad = -(Xi.T @ (counts[:, 1:] - total[:, None] * P[:, 1:])) + pen[:, None] * B
         step = _solve(_information(Xi, P, total, pen), grad.ravel()).reshape(p, 2)
         decrease = float((grad * step).sum())

@@ -26,7 +26,7 @@ import pandas as pd
 
 from timing.config import ScheduleSettings
 from timing.models.base import MonthlyForecast
-from timing.schedule.plan import Capacity, Candidates, solve_exact, solve_greedy, total_value
+from timing.schedule.plan import Candidates, Capacity, solve_exact, solve_greedy, total_value
 from timing.schedule.rules import NO_START_DAY, apply_rules, blackout_mask
 
 NOT_PLANNED = "not planned: capacity or a low chance within the horizon"
