@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from timing.config import ConfigError, ScheduleSettings
 from timing.models.base import MonthlyForecast
 from timing.schedule import plan_windows, start_days
-from timing.schedule.plan import Capacity, Candidates, solve_exact, solve_greedy, total_value
+from timing.schedule.plan import Candidates, Capacity, solve_exact, solve_greedy, total_value
 from timing.schedule.policies import capture, naive_start_days
 from timing.schedule.rules import DO_NOT_CONTACT, NO_CONSENT, apply_rules, blackout_mask
 

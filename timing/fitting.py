@@ -30,7 +30,13 @@ from timing.evaluation import Observed, calibration_by_month, evaluate
 from timing.features import features_at
 from timing.modelio import SavedModel, save_model
 from timing.models import BASELINE, REGISTRY, ModelResult
-from timing.models.landmarks import Landmarks, landmarks, monthly_origins, origin_features, outcomes_with_ends
+from timing.models.landmarks import (
+    Landmarks,
+    landmarks,
+    monthly_origins,
+    origin_features,
+    outcomes_with_ends,
+)
 from timing.store import writing
 
 DEFAULT_MODEL_ROOT = Path("data/models")

@@ -57,9 +57,8 @@ def run_pipeline(
     from timing.outputs.crm import export_crm
     from timing.outputs.due import due_list, format_due
     from timing.report import build_report
-    from timing.schedule.job import run_schedule
+    from timing.schedule.job import run_schedule, write_csv_atomic
     from timing.scoring import score
-    from timing.schedule.job import write_csv_atomic
 
     say = progress or (lambda _m: None)
     where = paths or RunPaths()
