@@ -335,6 +335,49 @@ def report(obj: Ctx, month: str | None, out_root: Path) -> None:
 
 
 @main.command()
+@click.option("--origins", default=None, metavar="DATE,DATE,...",
+              help="Backtest origins (default: four quarterly origins ending 6 months before the as-of).")
+@click.option("--horizon-days", type=click.IntRange(7, 731), default=None, help="Horizon H [default 182].")
+@click.option("--capacity-per-week", type=click.IntRange(min=0), default=None,
+              help="Starts a week for every policy [default: 1.2 x the real weekly signings in (T, T+H]].")
+@click.option("--truth", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A synthetic export's truth folder: the truth policy and outcomes past the store's as-of.")
+@click.option("--simulate", is_flag=True, help="Also compare planning strategies (capacity 0.5x-2x, windows, rules).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Parallel processes.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/out/backtest"),
+              show_default=True)
+@pass_ctx
+@boundary
+def backtest(obj: Ctx, origins: str | None, horizon_days: int | None, capacity_per_week: int | None,
+             truth: Path | None, simulate: bool, workers: int, out_dir: Path) -> None:
+    """Rolling-origin evaluation: what the schedule would have caught, against today's practice.
+
+    At each origin T the models are fitted and scored and the plan made on
+    what an export on T held; capture and precision (model, naive, truth),
+    concordance, Brier scores, calibration and volume are then judged on what
+    happened after T. Results go to OUT (Parquet and CSV) and the store.
+
+    Example:
+
+        timing backtest --origins 2025-10-31,2026-01-31,2026-04-30 --truth data/demo.truth --simulate
+    """
+    import dataclasses
+
+    from timing.backtest import default_origins, run_backtest, simulate_strategies
+    from timing.backtest.run import parse_origins
+
+    cfg = obj.settings.schedule
+    if horizon_days is not None:
+        cfg = dataclasses.replace(cfg, horizon_days=horizon_days)
+    cutoffs = parse_origins(origins) if origins else default_origins(obj.store)
+    result = run_backtest(obj.store, cutoffs, obj.settings.fit, cfg, capacity_per_week, truth, workers,
+                          progress=progress, out_dir=out_dir)
+    echo(result.summary())
+    if simulate:
+        echo(simulate_strategies(result, cfg, workers=workers, progress=progress).summary())
+
+
+@main.command()
 @click.option("--export", "export_dir", type=click.Path(path_type=Path), default=None,
               help="Export folder (default: the bundled demo in data/demo).")
 @pass_ctx
