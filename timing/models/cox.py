@@ -32,7 +32,8 @@ STRATA = {  # 'end' level at the origin -> stratum
     6: "0-3 months to the end", 7: "0-3 months to the end", 8: "0-3 months to the end",
 }
 PASSED = "scheduled end passed"
-EXCLUDED = ("end", "end_with_history", "launch")  # the stratum, and a calendar effect that is not proportional
+MIN_LEVEL_ROWS = 10  # rows a covariate level needs at the origins to get its own coefficient
+EXCLUDED = ("end", "end_with_history", "end_consistent_habit", "launch")  # the stratum, and a calendar effect that is not proportional
 
 
 def fit_cox(df: pd.DataFrame, duration_col: str, event_col: str, strata: list[str] | None = None,
@@ -73,7 +74,10 @@ class CoxHazard:
 
     def fit(self, lm: Landmarks) -> CoxHazardResult:
         X, stratum = origin_covariates(lm.features, self.launch_months)
-        X = X.loc[:, X.std() > 0]
+        # a level seen on a handful of rows cannot be estimated: lifelines' penalty acts on standardised
+        # columns, weakly on a rare dummy, and Newton runs to its step limit with hazard ratios like
+        # e^40 (seen on the lost model of a 400-customer demo); such rows take the reference level
+        X = X.loc[:, (X.std() > 0) & (X.sum() >= MIN_LEVEL_ROWS)]
         duration = np.where(lm.event_type > 0, lm.event_month, lm.observed_months).astype(float)
         parts = {}
         for cause, code in (("signed", SIGNED), ("lost", LOST)):

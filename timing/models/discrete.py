@@ -246,7 +246,9 @@ class DiscreteHazardResult(ModelResult):
         meta = tables["meta"]
         params = tables["params"]
         if tuple(params["column"]) != ("intercept",) + Design.column_names():
-            raise ValueError("the saved model's covariates differ from this version's panel")
+            from timing.modelio import ModelError
+
+            raise ModelError("the saved model's covariates differ from this version's panel: fit it again")
         spec = DiscreteHazard(months=int(meta["months"]), steps_per_month=int(meta["steps_per_month"]),
                               penalty=float(meta["penalty"]),
                               launch_months=tuple(meta["launch_months"]))
