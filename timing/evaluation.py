@@ -126,7 +126,7 @@ def calibration_by_month(forecast: MonthlyForecast, obs: Observed, months: int |
     rows = []
     for k in range(1, K + 1):
         lo, hi = (k - 1) * MONTH_DAYS, k * MONTH_DAYS
-        seen = (obs.day > hi) | (obs.event_type > 0)  # observed through month k, or had its event
+        seen = (obs.day >= hi) | (obs.event_type > 0)  # observed through month k, or had its event
         predicted = float(forecast.p_signed[seen, k - 1].sum())
         observed = int(((obs.event_type == SIGNED) & (obs.day > lo) & (obs.day <= hi)).sum())
         rows.append({"month": k, "predicted": predicted, "observed": observed, "contracts": int(seen.sum())})
