@@ -197,18 +197,40 @@ def fit(obj: Ctx, as_of: date | None, truth: Path | None, model_root: Path) -> N
               help="A model folder (default: the latest fitted model).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/out"),
               show_default=True, help="Folder for the scores Parquet file.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="spark: check a Parquet export, build features and score it on PySpark (see docs/spark.md).")
+@click.option("--export", "export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="With --engine spark: the Parquet export to read.")
+@click.option("--spark-master", default="local[2]", show_default=True,
+              help="With --engine spark: the Spark master URL ('' when launched by spark-submit).")
 @pass_ctx
 @boundary
-def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out_dir: Path) -> None:
+def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out_dir: Path, engine: str,
+          export_dir: Path | None, spark_master: str) -> None:
     """Score every open contract: monthly signing probabilities, dates, reasons.
 
     Writes the scores to the store (table scores) and to
-    OUT/scores-<as-of>.parquet.
+    OUT/scores-<as-of>.parquet. With --engine spark the heavy work (checking
+    readings and faults, features, batch scoring) runs on PySpark and writes
+    Parquet under OUT/spark/.
 
     Example:
 
         timing score --months 12
+
+        timing score --engine spark --export data/demo
     """
+    if engine == "spark":
+        from timing.engines.spark import run_spark
+        from timing.scoring import latest_model
+
+        if export_dir is None:
+            raise click.UsageError("--engine spark needs --export DIR (a Parquet export)")
+        folder, expected = (model_dir, None) if model_dir else latest_model(obj.store)
+        result = run_spark(export_dir, out_dir / "spark", folder, as_of, spark_master or None, months,
+                           expected_manifest_sha256=expected, progress=progress)
+        echo(result.summary())
+        return
     from timing.scoring import score as run_score
 
     report = run_score(obj.store, as_of, months, model_dir, out_dir, progress=progress)

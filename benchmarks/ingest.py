@@ -8,23 +8,28 @@ runs: exact duplicates, an odometer lower than an earlier reading, a negative
 odometer and an unknown vehicle in ``readings``; a start before signing and an
 unknown customer in ``contracts``. The same export is written twice, as CSV
 (UTF-8, header, comma, no quoting) and as Parquet (zstd, typed columns).
+Timestamps are whole seconds, so a handful of clean readings coincide exactly
+with another (same vehicle, second and odometer) and are duplicates too; the
+checks therefore ask for *at least* the injected counts.
 
-Each format is ingested with full validation in a fresh subprocess, which
-reports the wall time of the ``ingest()`` call, its peak resident set size
-(``VmHWM`` of the process: Python plus DuckDB's native memory) and, by
-wrapping the ``progress`` callback, the time and peak RSS of every stage. The
-benchmark checks ``read = loaded + set_aside + duplicates`` for every table,
-that at least the injected number of rows was set aside (and counted as
-duplicates), and that the store holds what the report says.
+Each format is ingested with full validation in a fresh subprocess per run
+(``--repeat`` runs per format, formats alternating; the median is reported),
+which reports the wall time and CPU time of the ``ingest()`` call, its peak
+resident set size (``VmHWM`` of the process: Python plus DuckDB's native
+memory) and, by wrapping the ``progress`` callback, the time and peak RSS of
+every stage; ``--profile`` adds the time of every SQL statement. The benchmark
+checks ``read = loaded + set_aside + duplicates`` for every table, that at
+least the injected number of rows was set aside (and counted as duplicates),
+and that the store and its quarantine hold what the report says.
 
 The results are printed and appended as a dated section to
 ``benchmarks/RESULTS.md``.
 
 Usage::
 
-    python benchmarks/ingest.py                  # 10M rows, both formats
+    python benchmarks/ingest.py                             # 10M rows, both formats
     python benchmarks/ingest.py --rows 200000 --no-record   # quick smoke run
-    python benchmarks/ingest.py --keep           # keep (and reuse) the generated export
+    python benchmarks/ingest.py --keep --profile            # keep the export, time SQL
 
 Generated files go to ``benchmarks/.cache/`` (ignored by git through a
 ``.gitignore`` the script writes there) and are deleted afterwards unless
@@ -38,6 +43,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -107,7 +113,7 @@ class Injected:
 
 @dataclass
 class Export:
-    """The generated tables, typed (Parquet) and the readings timestamps as text (CSV)."""
+    """The generated tables (typed, as written to Parquet) and the bad rows put in."""
 
     tables: dict[str, pa.Table]
     injected: Injected
@@ -457,7 +463,7 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
         mib = rss.reset("stage")
         # "reading readings.csv" and "reading readings.parquet" are the same stage
         stages.append({"stage": re.sub(r"\.(csv|csv\.gz|parquet)$", "", msg), "t": now})
-        current[0] = msg
+        current[0] = stages[-1]["stage"]
         print(f"  [{now - started:6.1f} s, {mib:6,.0f} MiB] {msg}", file=sys.stderr, flush=True)
 
     if profile:
@@ -472,10 +478,13 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
 
         ti.replace_store = replace_store  # type: ignore[assignment]
 
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     progress("find files, open store")
     report = ti.ingest(export_dir, store, progress=progress)
     ended = time.perf_counter()
+    cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = (cpu_end.ru_utime - cpu.ru_utime) + (cpu_end.ru_stime - cpu.ru_stime)
     close(ended)
     rss.stop()
     if not profile and stages[-1]["stage"] == "deriving outcomes":
@@ -500,6 +509,7 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
         con.close()
     out = {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_rss_mib": peak,
         "baseline_rss_mib": baseline,
         "stages": [
@@ -521,6 +531,7 @@ class Run:
     fmt: str
     rows_read: int
     seconds: float
+    cpu_seconds: float
     process_seconds: float
     peak_rss_mib: float
     baseline_rss_mib: float
@@ -592,6 +603,7 @@ def measure(fmt: str, export_dir: Path, store: Path, injected: Injected, profile
         fmt=fmt,
         rows_read=next(tb["read"] for tb in res["tables"] if tb["table"] == "readings"),
         seconds=res["seconds"],
+        cpu_seconds=res["cpu_seconds"],
         process_seconds=process_seconds,
         peak_rss_mib=res["peak_rss_mib"],
         baseline_rss_mib=res["baseline_rss_mib"],
@@ -625,13 +637,38 @@ def machine() -> dict[str, str]:
         "pyarrow": pa.__version__,
         "os": f"{platform.system()} {platform.release()}",
         "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "code": code_version(),
     }
+
+
+def code_version() -> str:
+    """The commit benchmarked, and whether the ingest code differs from it."""
+    root = HERE.parent
+
+    def git(*a: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *a], cwd=root, capture_output=True, text=True, check=True
+            ).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+        return out.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    files = ("timing/ingest.py", "timing/schema.py", "timing/store.py", "timing/outcomes.py")
+    dirty = git("status", "--porcelain", "--", *files)
+    return head + (
+        " + uncommitted changes to " + ", ".join(line[3:] for line in dirty.splitlines())
+        if dirty
+        else ""
+    )
 
 
 def _table(runs: list[Run]) -> list[str]:
     head = (
-        "| format | rows read | seconds | process s | peak RSS MiB | target | pass | all runs (s) |",
-        "|---|--:|--:|--:|--:|---|---|---|",
+        "| format | rows read | seconds | CPU s | process s | peak RSS MiB | target | pass "
+        "| all runs (s) |",
+        "|---|--:|--:|--:|--:|--:|---|---|---|",
     )
     lines = list(head)
     for r in runs:
@@ -652,7 +689,8 @@ def _table(runs: list[Run]) -> list[str]:
             + ")"
         )
         lines.append(
-            f"| {r.fmt} | {r.rows_read:,} | {r.seconds:.1f} | {r.process_seconds:.1f} "
+            f"| {r.fmt} | {r.rows_read:,} | {r.seconds:.1f} | {r.cpu_seconds:.1f} "
+            f"| {r.process_seconds:.1f} "
             f"| {r.peak_rss_mib:,.0f} | {target} | {verdict} "
             f"| {', '.join(f'{x:.1f}' for x in r.all_seconds)} |"
         )
@@ -727,12 +765,14 @@ python benchmarks/ingest.py [--rows N] [--repeat R] [--keep] [--profile]
 * Runs `timing.ingest.ingest(export_dir, store)` with full validation in a
   fresh Python process per run, R runs per format (default 3, formats
   alternating). *seconds* is the median wall time of the `ingest()` call
-  (reading, validating, writing the store, checkpoint); *process s* adds
-  interpreter start-up and imports. *Peak RSS* is the process's `VmHWM`
-  (Python plus DuckDB's native memory), the highest over the runs. Stage times
-  (of the median run) come from the `progress` callback: a stage runs until
-  the next message. `--profile` also times each SQL statement (by wrapping
-  the store connection inside the benchmark process) and lists the slowest.
+  (reading, validating, writing the store, checkpoint); *CPU s* is the user +
+  system CPU time of that call in the same run (up to 2 × seconds on 2
+  cores); *process s* adds interpreter start-up and imports. *Peak RSS* is
+  the process's `VmHWM` (Python plus DuckDB's native memory), the highest
+  over the runs. Stage times (of the median run) come from the `progress`
+  callback: a stage runs until the next message. `--profile` also times
+  each SQL statement (by wrapping the store connection inside the benchmark
+  process) and lists the slowest.
 * Checks, per table, read = loaded + set aside + duplicates, that at least
   the injected bad rows were set aside / counted as duplicates, and that the
   store and its quarantine hold exactly the reported rows.
@@ -761,8 +801,10 @@ def record(runs: list[Run], gen: dict[str, Any], info: dict[str, str], command: 
         "",
         f"### ingest, {gen['rows']:,} readings rows: {now}",
         "",
-        f"`{command}`; machine: {m}; load average before the run: {info['load']}.",
-        f"Export generation: {gen_line}; readings file sizes: {sizes}.",
+        f"`{command}`; code: {info['code']}; machine: {m}; "
+        f"load average before the run: {info['load']}.",
+        f"Export generation: {gen_line}; readings file sizes: {sizes}. "
+        f"RSS of a worker after its imports: {runs[0].baseline_rss_mib:,.0f} MiB.",
         "",
         *_table(runs),
         "",
@@ -876,6 +918,8 @@ def main(argv: list[str] | None = None) -> int:
         "--worker", nargs=2, type=Path, metavar=("EXPORT", "STORE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    if args.repeat < 1 or args.rows < 1:
+        parser.error("--repeat and --rows must be at least 1")
 
     if args.worker:
         export_dir, store_path = args.worker

@@ -20,6 +20,7 @@ used for contact rules, never as model features.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -63,46 +64,51 @@ def create_views(con: duckdb.DuckDBPyConnection, source: str, as_of: date, schem
 
     ``source`` is the catalog or schema holding the full tables (e.g. ``store.main``).
     """
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    columns = [d[0] for d in con.execute(f"SELECT * FROM {source}.contracts LIMIT 0").description]
+    for name, sql in view_sql(source, as_of, schema, columns).items():
+        con.execute(f"CREATE OR REPLACE VIEW {schema}.{name} AS {sql}")
+    derive_outcomes(con, f"{schema}.contracts", as_of, f"{schema}.outcomes")
+
+
+def view_sql(source: str, as_of: date, schema: str, contract_columns: Sequence[str]) -> dict[str, str]:
+    """The query behind each as-of view (DuckDB dialect), in the order they must be created.
+
+    Both engines create their views from these: DuckDB as they stand, Spark
+    after :mod:`timing.engines.dialect` translates them. Tables are read as
+    ``{source}.<table>``, and views refer to each other as ``{schema}.<view>``.
+    ``contract_columns`` are the columns of ``{source}.contracts``, in order:
+    the view keeps them all, blanking the end of a contract not reached by T.
+    """
     t = f"DATE '{as_of.isoformat()}'"
     end_of_t = f"(DATE '{as_of.isoformat()}' + INTERVAL 1 DAY)"
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute(
-        f"""CREATE OR REPLACE VIEW {schema}.contracts AS
-        SELECT * REPLACE (
-            CASE WHEN actual_end_date <= {t} THEN actual_end_date END AS actual_end_date,
-            CASE WHEN actual_end_date <= {t} THEN end_type END AS end_type)
-        FROM {source}.contracts WHERE signed_date <= {t}"""
+    blanked = {"actual_end_date", "end_type"}
+    contract_cols = ", ".join(
+        f"CASE WHEN actual_end_date <= {t} THEN {_q(c)} END AS {_q(c)}" if c in blanked else _q(c)
+        for c in contract_columns
     )
-    con.execute(
-        f"""CREATE OR REPLACE VIEW {schema}.customers AS
-        SELECT * FROM {source}.customers
-        WHERE customer_id IN (SELECT customer_id FROM {schema}.contracts)"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE VIEW {schema}.vehicles AS
-        SELECT * FROM {source}.vehicles
-        WHERE vehicle_id IN (SELECT vehicle_id FROM {schema}.contracts)"""
-    )
+    views = {
+        "contracts": f"SELECT {contract_cols} FROM {source}.contracts WHERE signed_date <= {t}",
+        "customers": f"""SELECT * FROM {source}.customers
+        WHERE customer_id IN (SELECT customer_id FROM {schema}.contracts)""",
+        "vehicles": f"""SELECT * FROM {source}.vehicles
+        WHERE vehicle_id IN (SELECT vehicle_id FROM {schema}.contracts)""",
+    }
     for name, col in (("readings", "recorded_at"), ("fault_codes", "recorded_at")):
-        con.execute(
-            f"""CREATE OR REPLACE VIEW {schema}.{name} AS
-            SELECT * FROM {source}.{name}
+        views[name] = f"""SELECT * FROM {source}.{name}
             WHERE {col} < {end_of_t}
               AND vehicle_id IN (SELECT vehicle_id FROM {schema}.vehicles)"""
-        )
-    con.execute(
-        f"""CREATE OR REPLACE VIEW {schema}.service_visits AS
-        SELECT * FROM {source}.service_visits
+    views["service_visits"] = f"""SELECT * FROM {source}.service_visits
         WHERE visit_date <= {t} AND vehicle_id IN (SELECT vehicle_id FROM {schema}.vehicles)"""
-    )
-    con.execute(
-        f"""CREATE OR REPLACE VIEW {schema}.contacts AS
-        SELECT * FROM {source}.contacts
+    views["contacts"] = f"""SELECT * FROM {source}.contacts
         WHERE contacted_at < {end_of_t}
           AND customer_id IN (SELECT customer_id FROM {schema}.customers)
           AND (contract_id IS NULL OR contract_id IN (SELECT contract_id FROM {schema}.contracts))"""
-    )
-    derive_outcomes(con, f"{schema}.contracts", as_of, f"{schema}.outcomes")
+    return views
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def open_snapshot(store_path: str | Path, as_of: date | None = None) -> Snapshot:

@@ -70,6 +70,17 @@ def features_at(
     -------
     DataFrame sorted by ``contract_id``; see the module notes for meanings.
     """
+    sql = features_sql(schema, as_of, contracts)
+    return project_usage(con.execute(sql).df(), min_span_days=MIN_USAGE_SPAN_DAYS)
+
+
+def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
+    """The SQL (DuckDB dialect) behind :func:`features_at`, before the usage projection.
+
+    Both engines run this one statement: DuckDB as it stands, Spark after
+    :func:`timing.engines.dialect.to_spark` translates it. ``schema`` qualifies the as-of
+    views (``view_at.readings``); ``contracts`` is as in :func:`features_at`.
+    """
     s = schema
     t = f"DATE '{as_of.isoformat()}'"
     end_of_t = f"(DATE '{as_of.isoformat()}' + INTERVAL 1 DAY)"
@@ -215,4 +226,4 @@ def features_at(
     LEFT JOIN outreach ot USING (customer_id)
     ORDER BY o.contract_id
     """
-    return project_usage(con.execute(sql).df(), min_span_days=MIN_USAGE_SPAN_DAYS)
+    return sql

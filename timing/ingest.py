@@ -10,11 +10,44 @@ Notes
 -----
 Source row numbers are 1-based data rows (the header is not counted), in file
 order. Checks run in this order and a row is charged to the first one it
-fails: exact duplicate; per-column rules (missing, unreadable, allowed values,
-ranges, pattern, not after the as-of date); cross-column rules; a repeated key
-(the first row keeps the key); an unknown parent (orphan); for readings, an
-odometer lower than an earlier reading of the same vehicle (the later, lower
-reading is set aside).
+fails:
+
+1. exact duplicate (every raw value equal to an earlier row's; the first
+   occurrence is kept and checked as usual);
+2. per-column rules, column by column in contract order: missing,
+   unreadable, allowed values, ranges, pattern, not after the as-of date;
+3. cross-column rules;
+4. a repeated key (the first row keeps the key);
+5. an unknown parent (orphan), reference by reference;
+6. for readings, an odometer lower than an earlier reading of the same
+   vehicle (the later, lower reading is set aside; "earlier" is by
+   ``recorded_at``, then file order).
+
+How it runs
+-----------
+Each file is read once, straight into a temporary ``parsed_<table>`` holding
+the raw columns plus the parsed value ``p_<col>`` of every typed column read
+as text (parsing text is the expensive part, so it is done once; other parsed
+values are cheap casts, written inline where they are used). A row's number
+is its position in that table (``rowid + 1``), which follows the file.
+Reading a table also checks that no typed column is wholly unreadable and
+notes its latest date, for inferring the as-of date.
+
+Checking a table never rewrites it. One statement computes each row's first
+failing column / cross-column rule (and, for tables without a key, its orphan
+check) and keeps only the failing rows' numbers in a small ``marks_<table>``;
+exact duplicates go to a small ``dups_<table>``: candidates are rows whose
+hash of all raw values occurs more than once, and only those are compared
+exactly. Repeated keys and orphans of keyed tables are then marked among the
+rows still clean. For readings, the rules, the orphan check, the odometer
+rule and the duplicate candidates come from a single pass: one window over
+each vehicle's readings in time order, where exact duplicates are necessarily
+neighbours with the same ``recorded_at``. Finally the loaded table is the
+parsed table minus the marked and duplicate rows, in file order, and the
+quarantine rows are built from the marks.
+
+DuckDB's memory is capped (:data:`MEMORY_LIMIT`); beyond it, work spills to
+a temporary folder beside the new store.
 """
 
 from __future__ import annotations
@@ -33,6 +66,18 @@ import duckdb
 from timing.outcomes import build_outcomes
 from timing.schema import FALSE_WORDS, TABLES, TRUE_WORDS, Column, Table
 from timing.store import replace_store
+
+#: Cap on DuckDB's own memory during an ingest (None: DuckDB's default, 80 % of RAM).
+MEMORY_LIMIT: str | None = "1GB"
+
+#: Per table, a value that may not fall over time within each parent:
+#: (column naming the parent, time column, value column, rule).
+NON_DECREASING: dict[str, tuple[str, str, str, str]] = {
+    "readings": ("vehicle_id", "recorded_at", "odometer_km", "odometer_km lower than an earlier reading"),
+}
+
+#: The timestamp format of a typical export, tried before DuckDB's general parser.
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class ExportError(Exception):
@@ -137,36 +182,8 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _stage_raw(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> dict[str, str]:
-    """Load the file as-is into ``raw_<table>``; return its column types."""
-    try:
-        if not path.is_dir() and not path.name.endswith(".parquet"):
-            # the header decides the columns; every value is read as text
-            cols = _csv_header(path)
-            spec = ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in cols)
-            src = _read_sql(path).replace("auto_detect = false", f"auto_detect = false, columns = {{{spec}}}")
-        else:
-            src = _read_sql(path)
-        con.execute(f"CREATE TEMP TABLE raw_{table.name} AS SELECT * FROM {src}")
-    except duckdb.Error as e:
-        msg = str(e).strip().splitlines()[0]
-        raise ExportError(f"{path}: cannot read the file: {msg}") from e
-    types = {
-        r[0]: r[1]
-        for r in con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() "
-            "WHERE table_name = ? AND database_name = 'temp' ORDER BY column_index",
-            [f"raw_{table.name}"],
-        ).fetchall()
-    }
-    missing = [c for c in table.required_columns if c not in types]
-    if missing:
-        raise ExportError(f"{path}: required column '{missing[0]}' is missing")
-    return types
-
-
 # ---------------------------------------------------------------------------
-# parsing and per-column rules
+# parsing
 
 
 def _q(name: str) -> str:
@@ -179,40 +196,74 @@ def _lit(value: object) -> str:
     return repr(value)
 
 
-def _parse_sql(col: Column, src_type: str | None) -> str:
-    """SQL that turns the raw column into its contract type (NULL when it cannot)."""
-    if src_type is None:  # optional column absent from the file
-        return f"CAST(NULL AS {col.sql_type})"
+def _trimmed_sql(x: str) -> str:
+    """``NULLIF(trim(x), '')``, skipping the trim where it cannot change anything.
+
+    ``trim`` removes space separators (Unicode category Zs), of which ASCII has
+    only the space, so ASCII text with no space at either end is already trimmed.
+    (``strlen`` counts bytes, ``length`` characters: equal only for ASCII.)
+    """
+    return (
+        f"CASE WHEN strlen({x}) = length({x}) AND NOT starts_with({x}, ' ') AND NOT ends_with({x}, ' ') "
+        f"THEN NULLIF({x}, '') ELSE NULLIF(trim({x}), '') END"
+    )
+
+
+def _parse_steps(col: Column, src_type: str) -> tuple[str, str]:
+    """How the raw column becomes its contract type (NULL when it cannot).
+
+    Returns ``(value, finish)``: ``value`` is SQL over the raw column, and
+    ``finish`` is a template in which ``{v}`` stands for that value, so that a
+    value used twice (``CASE WHEN isfinite(v) THEN v END``) can be computed
+    once. Text is trimmed, and empty text is NULL; where a cast of the text as
+    it stands succeeds it gives the same value, so it is tried first and the
+    (costlier) trim is only needed when it fails.
+    """
     x = _q(col.name)
     text = src_type == "VARCHAR"
-    t = f"NULLIF(trim({x}), '')" if text else x
+    t = _trimmed_sql(x) if text else x
+    same = "{v}"
     if col.dtype == "string":
-        return t if text else f"CAST({x} AS VARCHAR)"
+        return (t if text else f"CAST({x} AS VARCHAR)"), same
     if col.dtype == "int":
         if text:
-            return f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]+') THEN TRY_CAST({t} AS BIGINT) END"
+            return f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]+') THEN TRY_CAST({t} AS BIGINT) END", same
         if src_type in ("FLOAT", "DOUBLE") or src_type.startswith("DECIMAL"):
-            return f"CASE WHEN {x} = round({x}) THEN TRY_CAST({x} AS BIGINT) END"
-        return f"TRY_CAST({x} AS BIGINT)"
+            return x, "CASE WHEN {v} = round({v}) THEN TRY_CAST({v} AS BIGINT) END"
+        return f"TRY_CAST({x} AS BIGINT)", same
     if col.dtype in ("float", "decimal"):
-        v = f"TRY_CAST({t} AS DOUBLE)"
-        return f"CASE WHEN isfinite({v}) THEN {v} END"
+        v = f"coalesce(TRY_CAST({x} AS DOUBLE), TRY_CAST({t} AS DOUBLE))" if text else f"TRY_CAST({x} AS DOUBLE)"
+        return v, "CASE WHEN isfinite({v}) THEN {v} END"
     if col.dtype == "date":
-        return f"TRY_CAST({t} AS DATE)"
+        return f"TRY_CAST({t} AS DATE)", same
     if col.dtype == "timestamp":
-        if text or "TIME ZONE" in src_type or src_type.startswith("TIMESTAMPTZ"):
-            return f"CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS TIMESTAMP)"
-        return f"TRY_CAST({x} AS TIMESTAMP)"
+        if text:
+            # offsets are converted to UTC and a naive time is read as UTC (the
+            # session time zone); the fixed ISO form with a Z parses the same, faster
+            return (
+                f"coalesce(try_strptime({x}, {_lit(ISO_UTC)}), "
+                f"CAST(TRY_CAST({t} AS TIMESTAMPTZ) AS TIMESTAMP))"
+            ), same
+        if "TIME ZONE" in src_type or src_type.startswith("TIMESTAMPTZ"):
+            # the instant's UTC time; the plain cast (time zone rules) is only needed
+            # for what has no epoch (infinity)
+            return f"TRY_CAST({x} AS TIMESTAMPTZ)", "coalesce(make_timestamp(epoch_us({v})), CAST({v} AS TIMESTAMP))"
+        return f"TRY_CAST({x} AS TIMESTAMP)", same
     if col.dtype == "bool":
         if text:
             trues = ", ".join(_lit(w) for w in TRUE_WORDS)
             falses = ", ".join(_lit(w) for w in FALSE_WORDS)
-            return (
-                f"CASE WHEN lower({t}) IN ({trues}) THEN true "
-                f"WHEN lower({t}) IN ({falses}) THEN false END"
-            )
-        return f"TRY_CAST({x} AS BOOLEAN)"
+            return f"lower({t})", f"CASE WHEN {{v}} IN ({trues}) THEN true WHEN {{v}} IN ({falses}) THEN false END"
+        return f"TRY_CAST({x} AS BOOLEAN)", same
     raise AssertionError(col.dtype)
+
+
+def _parse_sql(col: Column, src_type: str | None) -> str:
+    """SQL that turns the raw column into its contract type (NULL when it cannot)."""
+    if src_type is None:  # optional column absent from the file
+        return f"CAST(NULL AS {col.sql_type})"
+    value, finish = _parse_steps(col, src_type)
+    return finish.format(v=f"({value})") if finish != "{v}" else value
 
 
 def _is_blank_sql(col: Column, src_type: str | None) -> str:
@@ -225,19 +276,27 @@ def _is_blank_sql(col: Column, src_type: str | None) -> str:
 
 
 def _column_rules(col: Column, src_type: str | None, as_of: date) -> list[tuple[str, str]]:
-    """(rule name, SQL true when the row BREAKS the rule), over raw + parsed ``p_<col>``."""
+    """(rule name, SQL true when the row BREAKS the rule), over raw + parsed ``p_<col>``.
+
+    A blank value always parses to NULL, so "missing" and "unreadable" are both
+    written as ``p IS NULL AND ...``: the text is only looked at again for the
+    few rows whose value did not parse.
+    """
     p = _q("p_" + col.name)
     blank = _is_blank_sql(col, src_type)
     rules: list[tuple[str, str]] = []
     if col.required:
-        rules.append((f"missing {col.name}", blank))
+        if col.dtype == "string" and src_type == "VARCHAR":
+            rules.append((f"missing {col.name}", f"{p} IS NULL"))  # trimmed text, NULL when empty
+        else:
+            rules.append((f"missing {col.name}", f"({p} IS NULL AND {blank})"))
     if src_type is not None and col.dtype != "string":
         what = {"bool": "not a boolean", "date": "not a date", "timestamp": "not a timestamp"}.get(
             col.dtype, "not a number"
         )
         if col.dtype == "int":
             what = "not an integer"
-        rules.append((f"{col.name} {what}", f"(NOT {blank} AND {p} IS NULL)"))
+        rules.append((f"{col.name} {what}", f"({p} IS NULL AND NOT {blank})"))
     if col.choices:
         allowed = ", ".join(_lit(c) for c in col.choices)
         rules.append((f"{col.name} not one of {'/'.join(col.choices)}", f"{p} NOT IN ({allowed})"))
@@ -259,148 +318,366 @@ def _column_rules(col: Column, src_type: str | None, as_of: date) -> list[tuple[
     return rules
 
 
+def _replace_word(expr: str, word: str, repl: str) -> str:
+    return re.sub(rf"(?<![\w\"]){re.escape(word)}(?![\w\"])", repl, expr)
+
+
 # ---------------------------------------------------------------------------
-# one table
+# reading one table
 
 
-def _parse_table(con: duckdb.DuckDBPyConnection, table: Table, types: dict[str, str]) -> None:
-    """``parsed_<t>``: source row, duplicate flag, raw columns and parsed ``p_`` columns."""
-    raw_cols = list(types)
-    part = ", ".join(_q(c) for c in raw_cols)
-    parsed = ", ".join(
-        f"{_parse_sql(c, types.get(c.name))} AS {_q('p_' + c.name)}" for c in table.columns
+@dataclass(frozen=True)
+class _Staged:
+    """A table read into ``parsed_<name>``: where it came from and what it holds.
+
+    ``parsed_<name>`` has one row per source row, in file order. Columns read
+    as text that the contract types (numbers, dates, ...) are kept as read
+    and parsed once into ``p_<col>``. Contract text columns are kept trimmed
+    (``p_<col>``, NULL when empty) and, only where that differs from what was
+    read, as read (``r_<col>``). Every other column is kept as read.
+    """
+
+    table: Table
+    path: Path
+    types: dict[str, str]  # source column -> DuckDB type, in file order
+    parsed_cols: frozenset[str]  # typed contract columns read as text: raw + p_<col>
+    trimmed_cols: frozenset[str]  # text contract columns read as text: p_<col> + r_<col>
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def parsed(self, col: Column) -> str:
+        """SQL for the parsed value of ``col`` over ``parsed_<name>``."""
+        if col.name in self.parsed_cols or col.name in self.trimmed_cols:
+            return _q("p_" + col.name)
+        return _parse_sql(col, self.types.get(col.name))
+
+    def raw(self, name: str) -> str:
+        """SQL for the value of source column ``name`` as read."""
+        if name in self.trimmed_cols:
+            return f"coalesce({_q('r_' + name)}, {_q('p_' + name)})"
+        return _q(name)
+
+    def raw_list(self) -> str:
+        return ", ".join(self.raw(c) for c in self.types)
+
+    def rows(self) -> str:
+        """Every source row: ``_row``, the raw columns and ``p_<col>`` for each contract column.
+
+        Used as a subquery; DuckDB reads only the columns a statement needs.
+        """
+        raw = "".join(f", {self.raw(c)} AS {_q(c)}" for c in self.types)
+        parsed = "".join(f", {self.parsed(c)} AS {_q('p_' + c.name)}" for c in self.table.columns)
+        return f"(SELECT rowid + 1 AS _row{raw}{parsed} FROM parsed_{self.name})"
+
+
+def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> _Staged:
+    """Read the file once into ``parsed_<table>`` (see :class:`_Staged`)."""
+    try:
+        if not path.is_dir() and not path.name.endswith(".parquet"):
+            # the header decides the columns; every value is read as text
+            types = dict.fromkeys(_csv_header(path), "VARCHAR")
+            spec = ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in types)
+            src = _read_sql(path).replace("auto_detect = false", f"auto_detect = false, columns = {{{spec}}}")
+        else:
+            src = _read_sql(path)
+            types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        text = [c for c in table.columns if types.get(c.name) == "VARCHAR"]
+        parsed = [c for c in text if c.dtype != "string"]
+        trimmed = [c for c in text if c.dtype == "string"]
+        # each value is parsed once, in an inner query; the outer one finishes it
+        inner = "".join(f", {_parse_steps(c, 'VARCHAR')[0]} AS {_q('#' + c.name)}" for c in text)
+        cols = []
+        for name in types:
+            v = _q("#" + name)
+            if name in {c.name for c in trimmed}:
+                cols += [f"{v} AS {_q('p_' + name)}", f"CASE WHEN {_q(name)} IS DISTINCT FROM {v} THEN {_q(name)} END AS {_q('r_' + name)}"]
+            else:
+                cols.append(_q(name))
+        for c in parsed:
+            cols.append(f"{_parse_steps(c, 'VARCHAR')[1].format(v=_q('#' + c.name))} AS {_q('p_' + c.name)}")
+        con.execute(
+            f"CREATE TEMP TABLE parsed_{table.name} AS "
+            f"SELECT {', '.join(cols)} FROM (SELECT *{inner} FROM {src})"
+        )
+    except duckdb.Error as e:
+        msg = str(e).strip().splitlines()[0]
+        raise ExportError(f"{path}: cannot read the file: {msg}") from e
+    missing = [c for c in table.required_columns if c not in types]
+    if missing:
+        raise ExportError(f"{path}: required column '{missing[0]}' is missing")
+    return _Staged(
+        table, path, types, frozenset(c.name for c in parsed), frozenset(c.name for c in trimmed)
     )
-    con.execute(
-        f"""CREATE TEMP TABLE parsed_{table.name} AS
-        SELECT rowid + 1 AS _row,
-               row_number() OVER (PARTITION BY {part} ORDER BY rowid) > 1 AS _dup,
-               *, {parsed}
-        FROM raw_{table.name}"""
-    )
-    con.execute(f"DROP TABLE raw_{table.name}")
 
 
-def _check_readable(con: duckdb.DuckDBPyConnection, table: Table, types: dict[str, str], path: Path) -> None:
-    """A typed column none of whose values parse is a wrong type, not bad rows."""
+def _check_readable(con: duckdb.DuckDBPyConnection, staged: _Staged) -> date | None:
+    """Fail on a typed column none of whose values parse; return the table's latest date.
+
+    A wholly unreadable column is a wrong type, not bad rows. The latest date
+    (of the columns that may not be after the as-of date) is for inferring the
+    export's as-of date; one scan does both.
+    """
+    table, types = staged.table, staged.types
     typed = [c for c in table.columns if c.dtype != "string" and c.name in types]
-    if not typed:
-        return
-    sel = ", ".join(
-        f"count(*) FILTER (WHERE NOT {_is_blank_sql(c, types[c.name])}), count({_q('p_' + c.name)})"
-        for c in typed
-    )
-    row = con.execute(f"SELECT {sel} FROM parsed_{table.name}").fetchone()
+    dated = [c for c in table.columns if c.le_asof and c.name in types]
+    sel = [f"count({staged.parsed(c)})" for c in typed]
+    sel += [f"max(CAST({staged.parsed(c)} AS DATE))" for c in dated]
+    if not sel:
+        return None
+    row = con.execute(f"SELECT {', '.join(sel)} FROM parsed_{staged.name}").fetchone()
     assert row is not None
-    for i, c in enumerate(typed):
-        given, ok = row[2 * i], row[2 * i + 1]
-        if given > 0 and ok == 0:
-            raise ExportError(
-                f"{path}: column '{c.name}' is unreadable as {c.dtype} (none of its {given} values parse)"
-            )
+    for c, ok in zip(typed, row, strict=False):
+        if ok == 0:
+            blank = _is_blank_sql(c, types[c.name])
+            given = con.execute(f"SELECT count(*) FILTER (WHERE NOT {blank}) FROM parsed_{staged.name}").fetchone()
+            if given and given[0] > 0:
+                raise ExportError(
+                    f"{staged.path}: column '{c.name}' is unreadable as {c.dtype} "
+                    f"(none of its {given[0]} values parse)"
+                )
+    dates = [d for d in row[len(typed) :] if d is not None]
+    return max(dates) if dates else None
 
 
-def _finish_table(
-    con: duckdb.DuckDBPyConnection,
-    table: Table,
-    types: dict[str, str],
-    path: Path,
-    as_of: date,
-) -> TableReport:
-    """Apply every rule, write the loaded table and its quarantine rows."""
-    t = table.name
-    rules: list[tuple[str, str]] = []
+# ---------------------------------------------------------------------------
+# checking one table
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """A table's rules in check order, each as (name, SQL true when the row breaks it).
+
+    Rows are marked with a rule's number (its position in :attr:`names`, from
+    1) rather than its name: a small number is cheap to carry through sorts.
+    """
+
+    column: list[tuple[str, str]]  # per-column, then cross-column rules
+    orphan: list[tuple[str, str]]  # reference checks
+    names: list[str]  # every rule a row can be charged with
+
+    def code(self, name: str) -> int:
+        return self.names.index(name) + 1
+
+    def first(self, rules: list[tuple[str, str]]) -> str:
+        """SQL for the number of the first of ``rules`` a row breaks (NULL: none)."""
+        whens = " ".join(f"WHEN {cond} THEN {self.code(name)}" for name, cond in rules)
+        return f"CAST(CASE {whens} END AS SMALLINT)"
+
+    def name_sql(self, code: str) -> str:
+        """SQL for the name of rule number ``code``."""
+        return f"[{', '.join(_lit(n) for n in self.names)}][{code}]"
+
+
+def _rules(staged: _Staged, as_of: date, parent_key: str | None = None) -> _Rules:
+    """Every rule of ``staged``'s table. See :func:`_orphan_rules` for ``parent_key``."""
+    table = staged.table
+    column: list[tuple[str, str]] = []
     for c in table.columns:
-        rules += _column_rules(c, types.get(c.name), as_of)
+        column += _column_rules(c, staged.types.get(c.name), as_of)
     # cross-column rules are written over column names: point them at the parsed values
     for chk in table.checks:
         expr = chk.valid_sql
         for c in table.columns:
             expr = _replace_word(expr, c.name, _q("p_" + c.name))
-        rules.append((chk.name, f"NOT coalesce({expr}, true)"))
-    first_rule = "CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in rules) + " END"
-    con.execute(f"ALTER TABLE parsed_{t} ADD COLUMN _rule VARCHAR")
-    con.execute(f"UPDATE parsed_{t} SET _rule = {first_rule} WHERE NOT _dup")
+        column.append((chk.name, f"NOT coalesce({expr}, true)"))
+    orphan = _orphan_rules(table, parent_key)
+    names = [name for name, _ in column + orphan]
+    if table.key:
+        names.append(f"repeated {table.key}")
+    if table.name in NON_DECREASING:
+        names.append(NON_DECREASING[table.name][3])
+    return _Rules(column, orphan, list(dict.fromkeys(names)))
+
+
+def _orphan_rules(table: Table, parent_key: str | None = None) -> list[tuple[str, str]]:
+    """A row whose reference is given but not among the parent's keys is an orphan.
+
+    ``parent_key``, when given, is SQL for the parent key matched to the first
+    reference by a join (NULL when there is none).
+    """
+    rules = []
+    for i, ref in enumerate(table.references):
+        c = _q("p_" + ref.column)
+        if i == 0 and parent_key is not None:
+            rules.append((ref.rule, f"({c} IS NOT NULL AND {parent_key} IS NULL)"))
+        else:
+            parents = f"SELECT {_q(ref.key)} FROM main.{_q(ref.table)}"
+            rules.append((ref.rule, f"({c} IS NOT NULL AND {c} NOT IN ({parents}))"))
+    return rules
+
+
+def _mark_rules(con: duckdb.DuckDBPyConnection, staged: _Staged, rules: _Rules) -> str:
+    """Mark rows breaking a column / cross-column rule (or, without a key, an orphan).
+
+    Returns SQL selecting the ``_row`` of every duplicate candidate.
+    """
+    t = staged.name
+    checks = rules.column + (rules.orphan if staged.table.key is None else [])
+    con.execute(
+        f"INSERT INTO marks_{t} SELECT _row, _rule FROM ("
+        f"SELECT _row, {rules.first(checks)} AS _rule FROM {staged.rows()}"
+        ") WHERE _rule IS NOT NULL"
+    )
+    # exact duplicates have equal hashes: only rows sharing a hash are compared
+    raw = staged.raw_list()
+    return (
+        f"SELECT _row FROM (SELECT rowid + 1 AS _row, hash({raw}) AS _h FROM parsed_{t}) "
+        f"WHERE _h IN (SELECT _h FROM (SELECT hash({raw}) AS _h FROM parsed_{t}) "
+        "GROUP BY _h HAVING count(*) > 1)"
+    )
+
+
+def _mark_rules_in_sequence(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) -> tuple[_Rules, str]:
+    """Like :func:`_mark_rules`, plus the non-decreasing rule (:data:`NON_DECREASING`).
+
+    One pass windows the rows per parent (found by joining the parent table,
+    which is also the orphan check) in time order, then file order, and
+    marks the column rules and orphans. In that order:
+
+    * exact duplicates of a row share its parent and time, so they are
+      neighbours: any row whose neighbour has the same time is a duplicate
+      candidate;
+    * a clean row breaks the non-decreasing rule if its value is below the
+      largest value of the clean rows before it. That needs a running
+      maximum, which costs; but a parent has such a row only if somewhere
+      its values step down from one row to the next (counting every other
+      row as minus infinity). Only the parents with a step down get the
+      exact running maximum, in a second, much smaller window.
+
+    Duplicates are not known yet: counting them as clean changes nothing,
+    since the first occurrence, with the same value, comes before them.
+    """
+    t = staged.name
+    table = staged.table
+    by, at, value, rule = NON_DECREASING[t]
+    assert table.key is None and table.references and table.references[0].column == by
+    assert table.column(value).dtype in ("float", "decimal")
+    ref = table.references[0]
+    rules = _rules(staged, as_of, parent_key="_parent._k")
+    parents = f"(SELECT {_q(ref.key)} AS _key, rowid AS _k FROM main.{_q(ref.table)})"
+    p_by, p_at, p_value = (_q("p_" + c) for c in (by, at, value))
+    scan = f"scan_{t}"
+    con.execute(
+        f"""CREATE TEMP TABLE {scan} AS
+        SELECT _row, _k, _rule, _cand, _step FROM (
+            SELECT _row, _k, _rule,
+                   lag(_at) OVER w IS NOT DISTINCT FROM _at
+                   OR lead(_at) OVER w IS NOT DISTINCT FROM _at AS _cand,
+                   _v < lag(_v) OVER w AS _step
+            FROM (
+                SELECT _row, _at, _k, _rule,
+                       CASE WHEN _rule IS NULL THEN _value ELSE '-inf'::DOUBLE END AS _v
+                FROM (
+                    SELECT r._row, r.{p_at} AS _at, r.{p_value} AS _value, _parent._k,
+                           {rules.first(rules.column + rules.orphan)} AS _rule
+                    FROM {staged.rows()} AS r LEFT JOIN {parents} AS _parent ON _parent._key = r.{p_by}
+                )
+            )
+            WINDOW w AS (PARTITION BY _k ORDER BY _at, _row)
+        ) WHERE _rule IS NOT NULL OR _cand OR _step"""
+    )
+    con.execute(f"INSERT INTO marks_{t} SELECT _row, _rule FROM {scan} WHERE _rule IS NOT NULL")
+    con.execute(
+        f"""INSERT INTO marks_{t} SELECT _row, {rules.code(rule)} FROM (
+            SELECT _row, _value < max(_value) OVER (
+                PARTITION BY _k ORDER BY _at, _row ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS _down
+            FROM (
+                SELECT r._row, r.{p_at} AS _at, r.{p_value} AS _value, _parent._k
+                FROM {staged.rows()} AS r JOIN {parents} AS _parent ON _parent._key = r.{p_by}
+                WHERE _parent._k IN (SELECT _k FROM {scan} WHERE _step)
+                  AND r._row NOT IN (SELECT _row FROM marks_{t})
+            )
+        ) WHERE _down"""
+    )
+    return rules, f"SELECT _row FROM {scan} WHERE _cand"
+
+
+def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) -> TableReport:
+    """Apply every rule, write the loaded table and its quarantine rows."""
+    t = staged.name
+    table = staged.table
+    rows = staged.rows()
+    names = ", ".join(_q(c) for c in staged.types)
+    marks, dups = f"marks_{t}", f"dups_{t}"
+    clean = f"_row NOT IN (SELECT _row FROM {marks}) AND _row NOT IN (SELECT _row FROM {dups})"
+    con.execute(f"CREATE TEMP TABLE {marks} (_row BIGINT, _rule SMALLINT)")
+
+    # per-column and cross-column rules (and orphans, when no key comes first)
+    if t in NON_DECREASING:
+        rules, candidates = _mark_rules_in_sequence(con, staged, as_of)
+    else:
+        rules = _rules(staged, as_of)
+        candidates = _mark_rules(con, staged, rules)
+
+    # exact duplicates: every raw value equal to an earlier row's
+    con.execute(
+        f"""CREATE TEMP TABLE {dups} AS SELECT _row FROM (
+            SELECT _row, row_number() OVER (PARTITION BY {names} ORDER BY _row) AS _n
+            FROM {rows} WHERE _row IN ({candidates})
+        ) WHERE _n > 1"""
+    )
 
     if table.key:
         k = _q("p_" + table.key)
         con.execute(
-            f"""UPDATE parsed_{t} SET _rule = 'repeated {table.key}'
-            WHERE _row IN (SELECT _row FROM (
-                SELECT _row, row_number() OVER (PARTITION BY {k} ORDER BY _row) AS n
-                FROM parsed_{t} WHERE NOT _dup AND _rule IS NULL) WHERE n > 1)"""
+            f"""INSERT INTO {marks} SELECT _row, {rules.code(f'repeated {table.key}')} FROM (
+                SELECT _row, row_number() OVER (PARTITION BY {k} ORDER BY _row) AS _n
+                FROM {rows} WHERE {clean}
+            ) WHERE _n > 1"""
         )
-    for ref in table.references:
-        c = _q("p_" + ref.column)
-        con.execute(
-            f"""UPDATE parsed_{t} SET _rule = {_lit(ref.rule)}
-            WHERE NOT _dup AND _rule IS NULL AND {c} IS NOT NULL
-              AND {c} NOT IN (SELECT {_q(ref.key)} FROM main.{_q(ref.table)})"""
-        )
-    if t == "readings":
-        con.execute(
-            """UPDATE parsed_readings SET _rule = 'odometer_km lower than an earlier reading'
-            WHERE _row IN (SELECT _row FROM (
-                SELECT _row, p_odometer_km < max(p_odometer_km) OVER (
-                    PARTITION BY p_vehicle_id ORDER BY p_recorded_at, _row
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS down
-                FROM parsed_readings WHERE NOT _dup AND _rule IS NULL) WHERE down)"""
-        )
+        if rules.orphan:
+            con.execute(
+                f"INSERT INTO {marks} SELECT _row, _rule FROM ("
+                f"SELECT _row, {rules.first(rules.orphan)} AS _rule FROM {rows} WHERE {clean}"
+                ") WHERE _rule IS NOT NULL"
+            )
 
-    extras = [c for c in types if c not in table.column_names]
-    out_cols = [f"{_q('p_' + c.name)} AS {_q(c.name)}" for c in table.columns]
-    out_cols += [_q(c) for c in extras]
-    # bool columns with a default take it when left empty
-    for i, c in enumerate(table.columns):
+    extras = [c for c in staged.types if c not in table.column_names]
+    out_cols = []
+    for c in table.columns:
+        p = staged.parsed(c)
+        # bool columns with a default take it when left empty
         if c.default is not None:
-            out_cols[i] = f"coalesce({_q('p_' + c.name)}, {str(c.default).lower()}) AS {_q(c.name)}"
-    con.execute(
-        f"CREATE TABLE main.{_q(t)} AS SELECT {', '.join(out_cols)} "
-        f"FROM parsed_{t} WHERE NOT _dup AND _rule IS NULL ORDER BY _row"
-    )
-    raw_json = "to_json({" + ", ".join(f"{_lit(c)}: {_q(c)}" for c in types) + "})"
+            p = f"coalesce({p}, {str(c.default).lower()})"
+        out_cols.append(f"{p} AS {_q(c.name)}")
+    out_cols += [_q(c) for c in extras]
+    # a filtered scan keeps file order
+    row = con.execute(
+        f"CREATE TABLE main.{_q(t)} AS SELECT {', '.join(out_cols)} FROM parsed_{t} "
+        f"WHERE rowid + 1 NOT IN (SELECT _row FROM {marks}) AND rowid + 1 NOT IN (SELECT _row FROM {dups})"
+    ).fetchone()
+    loaded = row[0] if row else 0
+    raw_json = "to_json({" + ", ".join(f"{_lit(c)}: r.{_q(c)}" for c in staged.types) + "})"
     con.execute(
         f"""INSERT INTO main.quarantine
-        SELECT {_lit(t)}, {_lit(path.name)}, _row, _rule, {raw_json}
-        FROM parsed_{t} WHERE NOT _dup AND _rule IS NOT NULL ORDER BY _row"""
+        SELECT {_lit(t)}, {_lit(staged.path.name)}, m._row, {rules.name_sql('m._rule')}, {raw_json}
+        FROM {marks} AS m JOIN {rows} AS r ON r._row = m._row
+        WHERE m._row NOT IN (SELECT _row FROM {dups}) ORDER BY m._row"""
     )
-    row = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE _dup), "
-        f"count(*) FILTER (WHERE NOT _dup AND _rule IS NULL) FROM parsed_{t}"
+    counts = con.execute(
+        f"SELECT (SELECT count(*) FROM parsed_{t}), (SELECT count(*) FROM {dups})"
     ).fetchone()
-    assert row is not None
-    read, dups, loaded = row
+    assert counts is not None
+    read, n_dups = counts
     reasons = dict(
         con.execute(
-            f"SELECT _rule, count(*) FROM parsed_{t} WHERE NOT _dup AND _rule IS NOT NULL "
-            "GROUP BY _rule ORDER BY count(*) DESC, _rule"
+            f"SELECT {rules.name_sql('_rule')} AS _name, count(*) FROM {marks} "
+            f"WHERE _row NOT IN (SELECT _row FROM {dups}) GROUP BY _rule ORDER BY count(*) DESC, _name"
         ).fetchall()
     )
-    con.execute(f"DROP TABLE parsed_{t}")
-    return TableReport(t, path.name, read, loaded, read - loaded - dups, dups, reasons)
-
-
-def _replace_word(expr: str, word: str, repl: str) -> str:
-    return re.sub(rf"(?<![\w\"]){re.escape(word)}(?![\w\"])", repl, expr)
+    set_aside = sum(reasons.values())
+    assert read == loaded + set_aside + n_dups, (t, read, loaded, set_aside, n_dups)
+    for temp in (f"scan_{t}", marks, dups, f"parsed_{t}"):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")
+    return TableReport(t, staged.path.name, read, loaded, set_aside, n_dups, reasons)
 
 
 def _empty_table(con: duckdb.DuckDBPyConnection, table: Table) -> TableReport:
     cols = ", ".join(f"{_q(c.name)} {c.sql_type}" for c in table.columns)
     con.execute(f"CREATE TABLE main.{_q(table.name)} ({cols})")
     return TableReport(table.name, None, 0, 0, 0, 0, {})
-
-
-def _infer_as_of(con: duckdb.DuckDBPyConnection, staged: dict[str, dict[str, str]]) -> date | None:
-    parts = []
-    for table in TABLES:
-        if table.name not in staged:
-            continue
-        for c in table.columns:
-            if c.le_asof and c.name in staged[table.name]:
-                parts.append(f"SELECT max(CAST({_q('p_' + c.name)} AS DATE)) AS d FROM parsed_{table.name}")
-    if not parts:
-        return None
-    row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()
-    return row[0] if row else None
 
 
 # ---------------------------------------------------------------------------
@@ -451,15 +728,20 @@ def ingest(
 
     def build(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("SET preserve_insertion_order = true")
-        staged: dict[str, dict[str, str]] = {}
+        if MEMORY_LIMIT:
+            # spills go to DuckDB's temporary folder beside the new store (removed on close)
+            con.execute(f"SET memory_limit = {_lit(MEMORY_LIMIT)}")
+        staged: dict[str, _Staged] = {}
+        latest: list[date] = []
         for table in TABLES:
             if table.name in files:
                 say(f"reading {files[table.name].name}")
-                staged[table.name] = _stage_raw(con, table, files[table.name])
-                _parse_table(con, table, staged[table.name])
-                _check_readable(con, table, staged[table.name], files[table.name])
+                staged[table.name] = _stage(con, table, files[table.name])
+                day = _check_readable(con, staged[table.name])
+                if day is not None:
+                    latest.append(day)
         inferred = as_of is None
-        day = as_of or _infer_as_of(con, staged)
+        day = as_of or (max(latest) if latest else None)
         if day is None:
             raise ExportError(f"{export_dir}: no dates at all, cannot tell the export's as-of date")
         con.execute(
@@ -470,7 +752,7 @@ def ingest(
         for table in TABLES:
             if table.name in staged:
                 say(f"checking {table.name}")
-                reports.append(_finish_table(con, table, staged[table.name], files[table.name], day))
+                reports.append(_finish_table(con, staged[table.name], day))
             else:
                 reports.append(_empty_table(con, table))
         say("deriving outcomes")
