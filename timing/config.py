@@ -89,7 +89,7 @@ class ScheduleSettings:
     keep_threshold: float = 0.15
     weight: str = "probability"
     solver: str = "auto"
-    exact_max_variables: int = 200_000
+    exact_max_variables: int = 50_000  # HiGHS took 44 s at 70k candidates, 108 s at 118k (benchmarks/RESULTS.md)
     candidate_weeks: int = 6
     business_channel: str = "account"
 
