@@ -6,7 +6,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -378,3 +378,130 @@ def test_read_equals_loaded_plus_set_aside_plus_duplicates(tmp_path_factory: pyt
             assert n == r.loaded
             assert (q["table_name"] == r.table).sum() == r.set_aside
             assert sum(r.reasons.values()) == r.set_aside
+
+
+# --- readings against a plain reference of the documented check order ------------------
+# (tests for the set-based fast paths: duplicates found among neighbours in time, the
+# odometer rule computed only for vehicles that step down, parsing fast paths)
+
+def _ts(y: int, mo: int, d: int, h: int) -> datetime:
+    return datetime(y, mo, d, h)
+
+
+# raw text -> parsed value, or the rule it breaks
+READ_VEHICLE = {"V2": "V2", "V4": "V4", " V2": "V2", "V4 ": "V4", "V9": "unknown", "": "missing"}
+READ_TIME = {
+    "2026-01-01T08:00:00Z": _ts(2026, 1, 1, 8),
+    "2026-01-01T09:00:00+01:00": _ts(2026, 1, 1, 8),  # the same instant as the line above
+    "2026-01-02 08:00:00": _ts(2026, 1, 2, 8),
+    "2026-01-03T08:00:00Z": _ts(2026, 1, 3, 8),
+    " 2026-01-03T08:00:00Z": _ts(2026, 1, 3, 8),
+    "2026-07-01T00:00:00Z": "recorded_at after the as-of date",
+    "": "missing recorded_at",
+    "yesterday": "recorded_at not a timestamp",
+}
+READ_ODOMETER = {
+    "100": 100.0, "150": 150.0, "150.0": 150.0, "120": 120.0, " 90 ": 90.0,
+    "-5": "odometer_km < 0", "": "missing odometer_km", "x": "odometer_km not a number",
+    "inf": "odometer_km not a number",
+}
+READ_SOH = {"": None, "97.5": 97.5, "0": "battery_soh_pct <= 0", "100.5": "battery_soh_pct > 100"}
+
+
+def expected_readings(rows: list[dict[str, str]]) -> tuple[dict[int, str], int, list[tuple]]:
+    """(source row -> rule, duplicates, loaded rows in file order), following the module docstring."""
+    seen: set[tuple] = set()
+    rules: dict[int, str] = {}
+    clean: list[tuple] = []
+    dups = 0
+    for i, r in enumerate(rows, start=1):
+        raw = (r["vehicle_id"], r["recorded_at"], r["odometer_km"], r["battery_soh_pct"])
+        if raw in seen:
+            dups += 1
+            continue
+        seen.add(raw)
+        v, t = READ_VEHICLE[r["vehicle_id"]], READ_TIME[r["recorded_at"]]
+        o, s = READ_ODOMETER[r["odometer_km"]], READ_SOH[r["battery_soh_pct"]]
+        broken = [x for x in (v if v == "missing" else None, t, o, s) if isinstance(x, str)]
+        broken = [x if x != "missing" else "missing vehicle_id" for x in broken]
+        if broken:
+            rules[i] = broken[0]
+        elif v == "unknown":
+            rules[i] = "unknown vehicle_id"
+        else:
+            clean.append((i, v, t, o, s))
+    top: dict[str, float] = {}
+    for i, v, _t, o, _s in sorted(clean, key=lambda c: (c[1], c[2], c[0])):
+        if o < top.get(v, o):
+            rules[i] = "odometer_km lower than an earlier reading"
+        top[v] = max(top.get(v, o), o)
+    loaded = [(v, t, o, s) for i, v, t, o, s in clean if i not in rules]
+    return rules, dups, loaded
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "vehicle_id": st.sampled_from(list(READ_VEHICLE)),
+                "recorded_at": st.sampled_from(list(READ_TIME)),
+                "odometer_km": st.sampled_from(list(READ_ODOMETER)),
+                "battery_soh_pct": st.sampled_from(list(READ_SOH)),
+            }
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    copies=st.lists(st.integers(0, 29), max_size=8),
+)
+def test_readings_match_the_documented_check_order(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, str]], copies: list[int]
+) -> None:
+    # a first row that parses, so that no column is wholly unreadable (a fatal error)
+    first = {"vehicle_id": "V4", "recorded_at": "2026-01-02 08:00:00", "odometer_km": "120", "battery_soh_pct": "97.5"}
+    rows = [first] + rows + [dict(rows[i % len(rows)]) for i in copies]
+    t = base_tables()
+    t["readings"] = rows
+    folder = write_export(tmp_path_factory.mktemp("r"), t)
+    store = folder.parent / "s.duckdb"
+    report = ingest(folder, store, as_of=AS_OF)
+    rules, dups, loaded = expected_readings(rows)
+    q = quarantine(store)
+    got = {int(r.source_row): r.rule for r in q.itertuples() if r.table_name == "readings"}
+    assert got == rules
+    assert report.table("readings").duplicates == dups
+    with duckdb.connect(str(store), read_only=True) as con:
+        in_store = con.execute("SELECT * FROM readings").fetchall()  # insertion (file) order
+    assert in_store == loaded
+
+
+def test_raw_values_are_kept_as_read(make_export: Callable[..., Path], tmp_path: Path) -> None:
+    # text is trimmed when parsed (an ASCII space or a no-break space), never in the quarantine
+    t = base_tables()
+    t["readings"][0].update(vehicle_id=" V9\u00a0", odometer_km=" 30000 ")
+    t["readings"][1].update(vehicle_id="\u00a0V2 ")
+    store = tmp_path / "s.duckdb"
+    report = ingest(make_export(readings=t["readings"]), store, as_of=AS_OF)
+    assert report.table("readings").reasons == {"unknown vehicle_id": 1}
+    raw = json.loads(quarantine(store).loc[0, "raw_values"])
+    assert raw["vehicle_id"] == " V9\u00a0" and raw["odometer_km"] == " 30000 "
+    with duckdb.connect(str(store), read_only=True) as con:
+        assert con.execute("SELECT vehicle_id FROM readings").fetchall() == [("V2",), ("V2",), ("V4",)]
+
+
+def test_timestamps_in_parquet_are_utc(tmp_path: Path) -> None:
+    # a time zone aware Parquet column is stored as the instant's UTC time
+    t = base_tables()
+    folder = write_export(tmp_path / "e", t)
+    df = pd.read_csv(folder / "readings.csv")
+    utc = pd.to_datetime(df["recorded_at"], utc=True, format="ISO8601")
+    utc.iloc[3] = pd.Timestamp("2026-06-01 10:30:00", tz="UTC")  # summer time in Berlin
+    df["recorded_at"] = utc.dt.tz_convert("Europe/Berlin")
+    df.to_parquet(folder / "readings.parquet")
+    (folder / "readings.csv").unlink()
+    store = tmp_path / "s.duckdb"
+    ingest(folder, store, as_of=AS_OF)
+    with duckdb.connect(str(store), read_only=True) as con:
+        ts = [r[0] for r in con.execute("SELECT recorded_at FROM readings").fetchall()]
+    assert ts == [x.to_pydatetime() for x in utc.dt.tz_localize(None)]

@@ -25,29 +25,38 @@ fails:
 
 How it runs
 -----------
-Each file is read once, straight into a temporary ``parsed_<table>`` holding
-the raw columns plus the parsed value ``p_<col>`` of every typed column read
-as text (parsing text is the expensive part, so it is done once; other parsed
-values are cheap casts, written inline where they are used). A row's number
-is its position in that table (``rowid + 1``), which follows the file.
-Reading a table also checks that no typed column is wholly unreadable and
-notes its latest date, for inferring the as-of date.
+Every statement is set-based; the cost is dominated by the large table
+(readings), which is read once and sorted once.
 
-Checking a table never rewrites it. One statement computes each row's first
-failing column / cross-column rule (and, for tables without a key, its orphan
-check) and keeps only the failing rows' numbers in a small ``marks_<table>``;
-exact duplicates go to a small ``dups_<table>``: candidates are rows whose
-hash of all raw values occurs more than once, and only those are compared
-exactly. Repeated keys and orphans of keyed tables are then marked among the
-rows still clean. For readings, the rules, the orphan check, the odometer
-rule and the duplicate candidates come from a single pass: one window over
-each vehicle's readings in time order, where exact duplicates are necessarily
-neighbours with the same ``recorded_at``. Finally the loaded table is the
-parsed table minus the marked and duplicate rows, in file order, and the
-quarantine rows are built from the marks.
+*Reading.* Each file is read once, straight into a temporary
+``parsed_<table>`` with one row per source row, in file order (a row's
+number is ``rowid + 1``). Text is parsed there, once: typed columns keep
+their text and gain the parsed value ``p_<col>``; contract text columns are
+kept trimmed (``p_<col>``) plus, only where that changed anything, as read
+(``r_<col>``). Parsing tries the common form first (text that needs no
+trimming, the ISO timestamp ``...T...Z``) and falls back to the general
+parser only for the rest. Values of typed (Parquet) columns are converted
+inline where they are used, which is cheap. One aggregate over each table
+checks that no typed column is wholly unreadable and finds its latest date
+(for inferring the as-of date).
 
-DuckDB's memory is capped (:data:`MEMORY_LIMIT`); beyond it, work spills to
-a temporary folder beside the new store.
+*Checking.* No table is ever rewritten. Rows that break a rule are noted in
+a small ``marks_<table>`` (row number, rule number) and exact duplicates in
+a small ``dups_<table>``: one statement finds each row's first broken
+column / cross-column rule (and, for tables without a key, its orphan
+check); duplicate candidates are the rows whose hash of all raw values
+occurs more than once, and only those are compared exactly. Repeated keys
+and orphans of keyed tables are then marked among the rows still clean.
+Readings need a sort per vehicle in time order for the odometer rule; that
+same window also finds the duplicate candidates (an exact duplicate shares
+its vehicle and time, so it is a neighbour with an equal time), and the
+costly running maximum is only computed for the few vehicles whose odometer
+steps down somewhere (see :func:`_mark_rules_and_sequence`). The loaded
+table is then the parsed table minus the marked and duplicate rows, which
+keeps file order, and the quarantine rows are built from the marks.
+
+DuckDB's memory is capped (:data:`MEMORY_LIMIT`); beyond that it spills to
+a temporary folder beside the new store, removed when the store is closed.
 """
 
 from __future__ import annotations
@@ -68,12 +77,17 @@ from timing.schema import FALSE_WORDS, TABLES, TRUE_WORDS, Column, Table
 from timing.store import replace_store
 
 #: Cap on DuckDB's own memory during an ingest (None: DuckDB's default, 80 % of RAM).
-MEMORY_LIMIT: str | None = "1GB"
+MEMORY_LIMIT: str | None = "1250MB"
 
 #: Per table, a value that may not fall over time within each parent:
 #: (column naming the parent, time column, value column, rule).
 NON_DECREASING: dict[str, tuple[str, str, str, str]] = {
-    "readings": ("vehicle_id", "recorded_at", "odometer_km", "odometer_km lower than an earlier reading"),
+    "readings": (
+        "vehicle_id",
+        "recorded_at",
+        "odometer_km",
+        "odometer_km lower than an earlier reading",
+    ),
 }
 
 #: The timestamp format of a typical export, tried before DuckDB's general parser.
@@ -227,12 +241,19 @@ def _parse_steps(col: Column, src_type: str) -> tuple[str, str]:
         return (t if text else f"CAST({x} AS VARCHAR)"), same
     if col.dtype == "int":
         if text:
-            return f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]+') THEN TRY_CAST({t} AS BIGINT) END", same
+            return (
+                f"CASE WHEN regexp_full_match({t}, '[+-]?[0-9]+') THEN TRY_CAST({t} AS BIGINT) END",
+                same,
+            )
         if src_type in ("FLOAT", "DOUBLE") or src_type.startswith("DECIMAL"):
             return x, "CASE WHEN {v} = round({v}) THEN TRY_CAST({v} AS BIGINT) END"
         return f"TRY_CAST({x} AS BIGINT)", same
     if col.dtype in ("float", "decimal"):
-        v = f"coalesce(TRY_CAST({x} AS DOUBLE), TRY_CAST({t} AS DOUBLE))" if text else f"TRY_CAST({x} AS DOUBLE)"
+        v = (
+            f"coalesce(TRY_CAST({x} AS DOUBLE), TRY_CAST({t} AS DOUBLE))"
+            if text
+            else f"TRY_CAST({x} AS DOUBLE)"
+        )
         return v, "CASE WHEN isfinite({v}) THEN {v} END"
     if col.dtype == "date":
         return f"TRY_CAST({t} AS DATE)", same
@@ -247,13 +268,19 @@ def _parse_steps(col: Column, src_type: str) -> tuple[str, str]:
         if "TIME ZONE" in src_type or src_type.startswith("TIMESTAMPTZ"):
             # the instant's UTC time; the plain cast (time zone rules) is only needed
             # for what has no epoch (infinity)
-            return f"TRY_CAST({x} AS TIMESTAMPTZ)", "coalesce(make_timestamp(epoch_us({v})), CAST({v} AS TIMESTAMP))"
+            return (
+                f"TRY_CAST({x} AS TIMESTAMPTZ)",
+                "coalesce(make_timestamp(epoch_us({v})), CAST({v} AS TIMESTAMP))",
+            )
         return f"TRY_CAST({x} AS TIMESTAMP)", same
     if col.dtype == "bool":
         if text:
             trues = ", ".join(_lit(w) for w in TRUE_WORDS)
             falses = ", ".join(_lit(w) for w in FALSE_WORDS)
-            return f"lower({t})", f"CASE WHEN {{v}} IN ({trues}) THEN true WHEN {{v}} IN ({falses}) THEN false END"
+            return (
+                f"lower({t})",
+                f"CASE WHEN {{v}} IN ({trues}) THEN true WHEN {{v}} IN ({falses}) THEN false END",
+            )
         return f"TRY_CAST({x} AS BOOLEAN)", same
     raise AssertionError(col.dtype)
 
@@ -309,7 +336,10 @@ def _column_rules(col: Column, src_type: str | None, as_of: date) -> list[tuple[
         rules.append((f"{col.name} after the as-of year", f"{p} > {as_of.year}"))
     if col.pattern:
         rules.append(
-            (f"{col.name} not {col.pattern_text}", f"NOT regexp_full_match({p}, {_lit(col.pattern)})")
+            (
+                f"{col.name} not {col.pattern_text}",
+                f"NOT regexp_full_match({p}, {_lit(col.pattern)})",
+            )
         )
     if col.le_asof:
         limit = f"DATE '{as_of.isoformat()}'"
@@ -379,24 +409,28 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> _Staged:
             # the header decides the columns; every value is read as text
             types = dict.fromkeys(_csv_header(path), "VARCHAR")
             spec = ", ".join(f"{_lit(c)}: 'VARCHAR'" for c in types)
-            src = _read_sql(path).replace("auto_detect = false", f"auto_detect = false, columns = {{{spec}}}")
+            src = _read_sql(path).replace(
+                "auto_detect = false", f"auto_detect = false, columns = {{{spec}}}"
+            )
         else:
             src = _read_sql(path)
             types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         text = [c for c in table.columns if types.get(c.name) == "VARCHAR"]
         parsed = [c for c in text if c.dtype != "string"]
-        trimmed = [c for c in text if c.dtype == "string"]
-        # each value is parsed once, in an inner query; the outer one finishes it
+        trimmed = {c.name for c in text if c.dtype == "string"}
+        # each value is parsed once, in an inner query (#<col>); the outer one finishes it
         inner = "".join(f", {_parse_steps(c, 'VARCHAR')[0]} AS {_q('#' + c.name)}" for c in text)
         cols = []
         for name in types:
-            v = _q("#" + name)
-            if name in {c.name for c in trimmed}:
-                cols += [f"{v} AS {_q('p_' + name)}", f"CASE WHEN {_q(name)} IS DISTINCT FROM {v} THEN {_q(name)} END AS {_q('r_' + name)}"]
+            x, v = _q(name), _q("#" + name)
+            if name in trimmed:
+                cols.append(f"{v} AS {_q('p_' + name)}")
+                cols.append(f"CASE WHEN {x} IS DISTINCT FROM {v} THEN {x} END AS {_q('r_' + name)}")
             else:
-                cols.append(_q(name))
+                cols.append(x)
         for c in parsed:
-            cols.append(f"{_parse_steps(c, 'VARCHAR')[1].format(v=_q('#' + c.name))} AS {_q('p_' + c.name)}")
+            finish = _parse_steps(c, "VARCHAR")[1]
+            cols.append(f"{finish.format(v=_q('#' + c.name))} AS {_q('p_' + c.name)}")
         con.execute(
             f"CREATE TEMP TABLE parsed_{table.name} AS "
             f"SELECT {', '.join(cols)} FROM (SELECT *{inner} FROM {src})"
@@ -407,9 +441,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> _Staged:
     missing = [c for c in table.required_columns if c not in types]
     if missing:
         raise ExportError(f"{path}: required column '{missing[0]}' is missing")
-    return _Staged(
-        table, path, types, frozenset(c.name for c in parsed), frozenset(c.name for c in trimmed)
-    )
+    return _Staged(table, path, types, frozenset(c.name for c in parsed), frozenset(trimmed))
 
 
 def _check_readable(con: duckdb.DuckDBPyConnection, staged: _Staged) -> date | None:
@@ -428,10 +460,12 @@ def _check_readable(con: duckdb.DuckDBPyConnection, staged: _Staged) -> date | N
         return None
     row = con.execute(f"SELECT {', '.join(sel)} FROM parsed_{staged.name}").fetchone()
     assert row is not None
-    for c, ok in zip(typed, row, strict=False):
+    for c, ok in zip(typed, row[: len(typed)], strict=True):
         if ok == 0:
             blank = _is_blank_sql(c, types[c.name])
-            given = con.execute(f"SELECT count(*) FILTER (WHERE NOT {blank}) FROM parsed_{staged.name}").fetchone()
+            given = con.execute(
+                f"SELECT count(*) FILTER (WHERE NOT {blank}) FROM parsed_{staged.name}"
+            ).fetchone()
             if given and given[0] > 0:
                 raise ExportError(
                     f"{staged.path}: column '{c.name}' is unreadable as {c.dtype} "
@@ -529,7 +563,9 @@ def _mark_rules(con: duckdb.DuckDBPyConnection, staged: _Staged, rules: _Rules) 
     )
 
 
-def _mark_rules_in_sequence(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) -> tuple[_Rules, str]:
+def _mark_rules_and_sequence(
+    con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date
+) -> tuple[_Rules, str]:
     """Like :func:`_mark_rules`, plus the non-decreasing rule (:data:`NON_DECREASING`).
 
     One pass windows the rows per parent (found by joining the parent table,
@@ -606,7 +642,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) 
 
     # per-column and cross-column rules (and orphans, when no key comes first)
     if t in NON_DECREASING:
-        rules, candidates = _mark_rules_in_sequence(con, staged, as_of)
+        rules, candidates = _mark_rules_and_sequence(con, staged, as_of)
     else:
         rules = _rules(staged, as_of)
         candidates = _mark_rules(con, staged, rules)
@@ -622,7 +658,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) 
     if table.key:
         k = _q("p_" + table.key)
         con.execute(
-            f"""INSERT INTO {marks} SELECT _row, {rules.code(f'repeated {table.key}')} FROM (
+            f"""INSERT INTO {marks} SELECT _row, {rules.code(f"repeated {table.key}")} FROM (
                 SELECT _row, row_number() OVER (PARTITION BY {k} ORDER BY _row) AS _n
                 FROM {rows} WHERE {clean}
             ) WHERE _n > 1"""
@@ -652,7 +688,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) 
     raw_json = "to_json({" + ", ".join(f"{_lit(c)}: r.{_q(c)}" for c in staged.types) + "})"
     con.execute(
         f"""INSERT INTO main.quarantine
-        SELECT {_lit(t)}, {_lit(staged.path.name)}, m._row, {rules.name_sql('m._rule')}, {raw_json}
+        SELECT {_lit(t)}, {_lit(staged.path.name)}, m._row, {rules.name_sql("m._rule")}, {raw_json}
         FROM {marks} AS m JOIN {rows} AS r ON r._row = m._row
         WHERE m._row NOT IN (SELECT _row FROM {dups}) ORDER BY m._row"""
     )
@@ -771,7 +807,17 @@ def ingest(
         con.executemany(
             "INSERT INTO main.ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                [now, str(export_dir.resolve()), day, r.table, r.source, r.read, r.loaded, r.set_aside, r.duplicates]
+                [
+                    now,
+                    str(export_dir.resolve()),
+                    day,
+                    r.table,
+                    r.source,
+                    r.read,
+                    r.loaded,
+                    r.set_aside,
+                    r.duplicates,
+                ]
                 for r in reports
             ],
         )

@@ -101,6 +101,8 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
                 raise TranslationError(f"strptime format not translated: {node.sql('duckdb')}")
             java = exp.Literal.string(STRPTIME_FORMATS[fmt])
             return exp.Anonymous(this="TRY_TO_TIMESTAMP", expressions=[args[0], java])
+        if name == "strlen":  # DuckDB's byte length
+            return exp.Anonymous(this="OCTET_LENGTH", expressions=args)
         if name == "epoch_us":  # microseconds since the epoch (make_timestamp(us) maps back)
             return exp.Anonymous(this="UNIX_MICROS", expressions=args)
         if name == "isfinite":
