@@ -25,8 +25,8 @@ fails:
 
 How it runs
 -----------
-Every statement is set-based; the cost is dominated by the large table
-(readings), which is read once and sorted once.
+Every statement is set-based (no Python loop over rows); the cost is
+dominated by the large table (readings), which is read once and sorted once.
 
 *Reading.* Each file is read once, straight into a temporary
 ``parsed_<table>`` with one row per source row, in file order (a row's
@@ -51,9 +51,10 @@ Readings need a sort per vehicle in time order for the odometer rule; that
 same window also finds the duplicate candidates (an exact duplicate shares
 its vehicle and time, so it is a neighbour with an equal time), and the
 costly running maximum is only computed for the few vehicles whose odometer
-steps down somewhere (see :func:`_mark_rules_and_sequence`). The loaded
-table is then the parsed table minus the marked and duplicate rows, which
-keeps file order, and the quarantine rows are built from the marks.
+steps down somewhere or differs between readings at the same time (see
+:func:`_mark_rules_and_sequence`). The loaded table is then the parsed table
+minus the marked and duplicate rows, which keeps file order, and the
+quarantine rows are built from the marks.
 
 DuckDB's memory is capped (:data:`MEMORY_LIMIT`); beyond that it spills to
 a temporary folder beside the new store, removed when the store is closed.
@@ -569,18 +570,20 @@ def _mark_rules_and_sequence(
     """Like :func:`_mark_rules`, plus the non-decreasing rule (:data:`NON_DECREASING`).
 
     One pass windows the rows per parent (found by joining the parent table,
-    which is also the orphan check) in time order, then file order, and
-    marks the column rules and orphans. In that order:
+    which is also the orphan check) in time order, marks the column rules and
+    orphans, and compares each row with its neighbours:
 
     * exact duplicates of a row share its parent and time, so they are
       neighbours: any row whose neighbour has the same time is a duplicate
       candidate;
     * a clean row breaks the non-decreasing rule if its value is below the
-      largest value of the clean rows before it. That needs a running
-      maximum, which costs; but a parent has such a row only if somewhere
-      its values step down from one row to the next (counting every other
-      row as minus infinity). Only the parents with a step down get the
-      exact running maximum, in a second, much smaller window.
+      largest value of the clean rows before it (in time, then file order).
+      That needs a running maximum, which costs; but a parent has such a row
+      only if somewhere its values step down from one row to the next
+      (counting every other row as minus infinity), or differ between two
+      rows of the same time (whose order this window leaves open). Only
+      those parents get the exact running maximum, in a second, much
+      smaller window.
 
     Duplicates are not known yet: counting them as clean changes nothing,
     since the first occurrence, with the same value, comes before them.
@@ -601,7 +604,8 @@ def _mark_rules_and_sequence(
             SELECT _row, _k, _rule,
                    lag(_at) OVER w IS NOT DISTINCT FROM _at
                    OR lead(_at) OVER w IS NOT DISTINCT FROM _at AS _cand,
-                   _v < lag(_v) OVER w AS _step
+                   lag(_v) OVER w > _v
+                   OR (lag(_at) OVER w = _at AND lag(_v) OVER w <> _v) AS _step
             FROM (
                 SELECT _row, _at, _k, _rule,
                        CASE WHEN _rule IS NULL THEN _value ELSE '-inf'::DOUBLE END AS _v
@@ -611,7 +615,7 @@ def _mark_rules_and_sequence(
                     FROM {staged.rows()} AS r LEFT JOIN {parents} AS _parent ON _parent._key = r.{p_by}
                 )
             )
-            WINDOW w AS (PARTITION BY _k ORDER BY _at, _row)
+            WINDOW w AS (PARTITION BY _k ORDER BY _at)
         ) WHERE _rule IS NOT NULL OR _cand OR _step"""
     )
     con.execute(f"INSERT INTO marks_{t} SELECT _row, _rule FROM {scan} WHERE _rule IS NOT NULL")
@@ -682,7 +686,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) 
     # a filtered scan keeps file order
     row = con.execute(
         f"CREATE TABLE main.{_q(t)} AS SELECT {', '.join(out_cols)} FROM parsed_{t} "
-        f"WHERE rowid + 1 NOT IN (SELECT _row FROM {marks}) AND rowid + 1 NOT IN (SELECT _row FROM {dups})"
+        f"WHERE rowid + 1 NOT IN (SELECT _row FROM {marks} UNION ALL SELECT _row FROM {dups})"
     ).fetchone()
     loaded = row[0] if row else 0
     raw_json = "to_json({" + ", ".join(f"{_lit(c)}: r.{_q(c)}" for c in staged.types) + "})"
