@@ -95,8 +95,11 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
         LEFT JOIN {s}.vehicles v ON v.vehicle_id = c.vehicle_id
         WHERE o.outcome = 'open' {restrict}
     ),
-    fleet AS (
-        SELECT customer_id, count(*) AS fleet_size FROM open GROUP BY customer_id
+    fleet AS (  -- over every open contract of the customer, sampled or not
+        SELECT c.customer_id, count(*) AS fleet_size
+        FROM {s}.contracts c JOIN {s}.outcomes o USING (contract_id)
+        WHERE o.outcome = 'open' AND c.customer_id IN (SELECT customer_id FROM open)
+        GROUP BY c.customer_id
     ),
     r AS (  -- readings during the contract, in the usage window
         SELECT o.contract_id, rd.recorded_at, rd.odometer_km, rd.battery_soh_pct,
