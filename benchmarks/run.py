@@ -932,7 +932,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readings-every-days", type=int, default=7, dest="every")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--lookback-months", type=int, default=36)
-    parser.add_argument("--max-contracts-per-origin", type=int, default=None)
+    parser.add_argument("--max-contracts-per-origin", type=int, default=None,
+                        help="contracts sampled per training origin (default: the fit settings' default; 0 = all)")
     parser.add_argument("--families", nargs="+", default=["discrete", "cox"])
     parser.add_argument("--solver", choices=("auto", "greedy", "exact"), default="auto")
     ref = parser.add_mutually_exclusive_group()
@@ -948,6 +949,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(json.loads(args.worker)), default=str))
         return 0
 
+    if args.max_contracts_per_origin is None:
+        from timing.config import FitSettings
+
+        args.max_contracts_per_origin = FitSettings().max_contracts_per_origin
     contracts = args.contracts or [100_000, 300_000]
     sizes = args.customers or [max(1, round(c / CONTRACTS_PER_CUSTOMER)) for c in contracts]
     shared = {"seed": args.seed, "every": args.every, "lookback_months": args.lookback_months,
