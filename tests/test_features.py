@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from conftest import base_tables
 
 from timing.asof import create_views, open_snapshot
 from timing.demo import generate_demo
@@ -48,3 +51,34 @@ def test_a_sample_of_contracts_gets_the_same_features_as_the_full_origin(store: 
     pd.testing.assert_frame_equal(part[measured], split[measured], check_exact=False, rtol=1e-9)
     pd.testing.assert_frame_equal(part.drop(columns=fallback), split.drop(columns=fallback),
                                   check_exact=False, rtol=1e-9)
+
+
+def _history_export(make_export: Callable[..., Path], fault_before_second_renewal: bool) -> Path:
+    """C1 renewed twice before K2: K0 -> K1 signed 22 days early, K1 -> K2 signed 62 days early."""
+    t = base_tables()
+    k0 = {**t["contracts"][0], "contract_id": "K0", "vehicle_id": "V6", "signed_date": "2017-01-10",
+          "start_date": "2017-02-01", "scheduled_end_date": "2021-02-01", "actual_end_date": "2021-02-01"}
+    contracts = [k0, {**t["contracts"][0], "predecessor_contract_id": "K0"}, *t["contracts"][1:]]
+    faults = list(t["fault_codes"])
+    if fault_before_second_renewal:  # K1's car broke down two weeks before its successor was signed
+        faults.append({"vehicle_id": "V1", "recorded_at": "2023-11-15T10:00:00Z", "code": "P0300",
+                       "severity": "critical"})
+    return make_export("history" if fault_before_second_renewal else "plain", contracts=contracts,
+                       fault_codes=faults)
+
+
+@pytest.mark.parametrize("fault", [False, True])
+def test_the_habit_leaves_out_renewals_signed_right_after_a_critical_fault(
+        make_export: Callable[..., Path], tmp_path: Path, fault: bool) -> None:
+    export = _history_export(make_export, fault)
+    ingest(export, tmp_path / f"s{fault}.duckdb", as_of=date(2026, 6, 30))
+    with open_snapshot(tmp_path / f"s{fault}.duckdb") as snap:
+        k2 = features_at(snap.con, snap.schema, snap.as_of).set_index("contract_id").loc["K2"]
+    assert k2["n_renewals"] == 2
+    assert k2["last_offset_days"] == -62  # what happened last time is still said
+    if fault:
+        assert k2["habit_offset_days"] == -22 and pd.isna(k2["habit_offset_sd"])
+    else:
+        assert k2["habit_offset_days"] == -42 and k2["habit_offset_sd"] == pytest.approx(np.std([-22, -62], ddof=1))
+    # months in which the customer signed: January 2021 and December 2023
+    assert k2["signed_months_mask"] == (1 << 0) | (1 << 11)

@@ -15,8 +15,12 @@ has passed. Usage is measured on readings taken during the contract in the
 allowance scaled by the portfolio's median usage ratio on T (flagged by
 ``has_telematics = 0``). The customer's habit is the offset, in days, between
 a past contract's scheduled end and its successor's signing (negative: signed
-early): the median over their past repurchases known on T (robust to one
-early exit after a breakdown), with its standard deviation.
+early): the median over their past repurchases known on T, with its
+standard deviation. Repurchases signed within ``HABIT_FAULT_DAYS`` after a
+critical fault of the car are left out (a breakdown, not a habit, set their
+date) unless nothing else is known. ``signed_months_mask`` has bit m-1 set
+when the customer signed an earlier successor in calendar month m (model
+launch seasons pull some customers' signings).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from timing.usage import project_usage
 USAGE_WINDOW_DAYS = 365
 BATTERY_WINDOW_DAYS = 365
 MIN_USAGE_SPAN_DAYS = 21
+#: A repurchase signed this soon after a critical fault says little about the customer's habit.
+HABIT_FAULT_DAYS = 90
 
 #: Columns that identify a contract rather than describe it (never model inputs).
 ID_COLUMNS = (
@@ -154,20 +160,37 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
         WHERE sv.visit_date >= o.start_date AND sv.visit_date <= {t}
         GROUP BY o.contract_id
     ),
-    past AS (  -- the customer's own history, as known on T
-        SELECT k.customer_id,
-               count(*) AS n_past_contracts,
-               count(*) FILTER (WHERE o.outcome = 'repurchased') AS n_renewals,
-               count(*) FILTER (WHERE o.outcome = 'lost') AS n_lost,
-               median(datediff('day', k.scheduled_end_date, o.outcome_date))
-                   FILTER (WHERE o.outcome = 'repurchased') AS habit_offset_days,
-               stddev_samp(datediff('day', k.scheduled_end_date, o.outcome_date))
-                   FILTER (WHERE o.outcome = 'repurchased') AS habit_offset_sd,
-               arg_max(datediff('day', k.scheduled_end_date, o.outcome_date), o.outcome_date)
-                   FILTER (WHERE o.outcome = 'repurchased') AS last_offset_days
+    after_fault AS (  -- past repurchases signed within 90 days after a critical fault of their car
+        SELECT DISTINCT k.contract_id
         FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
+        JOIN {s}.fault_codes f ON f.vehicle_id = k.vehicle_id
+        WHERE o.outcome = 'repurchased' AND f.severity = 'critical'
+          AND f.recorded_at >= o.outcome_date - INTERVAL {HABIT_FAULT_DAYS} DAY
+          AND f.recorded_at < o.outcome_date + INTERVAL 1 DAY
+    ),
+    past_all AS (
+        SELECT k.customer_id, o.outcome, o.outcome_date,
+               datediff('day', k.scheduled_end_date, o.outcome_date) AS offset_days,
+               o.outcome = 'repurchased' AND af.contract_id IS NULL AS habitual
+        FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
+        LEFT JOIN after_fault af USING (contract_id)
         WHERE o.outcome <> 'open'
-        GROUP BY k.customer_id
+    ),
+    past AS (  -- the customer's own history, as known on T
+        SELECT customer_id,
+               count(*) AS n_past_contracts,
+               count(*) FILTER (WHERE outcome = 'repurchased') AS n_renewals,
+               count(*) FILTER (WHERE outcome = 'lost') AS n_lost,
+               coalesce(median(offset_days) FILTER (WHERE habitual),
+                        median(offset_days) FILTER (WHERE outcome = 'repurchased')) AS habit_offset_days,
+               CASE WHEN count(*) FILTER (WHERE habitual) > 0
+                    THEN stddev_samp(offset_days) FILTER (WHERE habitual)
+                    ELSE stddev_samp(offset_days) FILTER (WHERE outcome = 'repurchased') END AS habit_offset_sd,
+               arg_max(offset_days, outcome_date) FILTER (WHERE outcome = 'repurchased') AS last_offset_days,
+               coalesce(sum(DISTINCT CAST(power(2, month(outcome_date) - 1) AS BIGINT))
+                   FILTER (WHERE outcome = 'repurchased'), 0) AS signed_months_mask
+        FROM past_all
+        GROUP BY customer_id
     ),
     outreach AS (
         SELECT customer_id,
@@ -216,6 +239,7 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
            coalesce(p.n_renewals, 0) AS n_renewals,
            coalesce(p.n_lost, 0) AS n_lost,
            p.habit_offset_days, p.habit_offset_sd, p.last_offset_days,
+           coalesce(p.signed_months_mask, 0) AS signed_months_mask,
            ot.days_since_contact, ot.last_contact_outcome,
            coalesce(ot.contacts_365d, 0) AS contacts_365d,
            coalesce(ot.interested_180d, 0) AS interested_180d,

@@ -5,7 +5,7 @@ one deal and then drifting apart (different terms, habits applied per car). For
 each running contract the simulator decides, from the customer's hidden traits,
 whether they renew or leave, and on which day they intend to sign the successor:
 
-- ``habit``: scheduled end + the customer's own offset + noise (sd 20 days);
+- ``habit``: scheduled end + the customer's own offset + noise (sd ``HABIT_NOISE_DAYS``);
 - ``mileage``: the day the odometer reaches the whole allowance, for cars driven
   more than 1.15x their allowance, when that comes first;
 - ``fault``: 15-75 days after a critical fault in the contract's last 15
