@@ -6,10 +6,13 @@ signing hazard in the contract's likeliest step above their own usual level
 makes a signing likely at all); the words then
 quote the contract's own figures ("mileage allowance reached in 41 days").
 Families without per-covariate contributions fall back to a fixed order of
-salience. Everything is built column-wise for the whole portfolio.
+salience. Everything is built column-wise for the whole portfolio, and words only
+for the covariates that make a contract's top three.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,6 +29,14 @@ def _int_str(x: pd.Series) -> pd.Series:
     return x.astype(float).round().astype("Int64").astype(str).replace("<NA>", "")
 
 
+def _strftime(dates: pd.Series, fmt: str) -> pd.Series:
+    """``dates.dt.strftime(fmt)`` (NaN where missing), formatting each distinct date once."""
+    codes, uniques = pd.factorize(dates)
+    text = pd.DatetimeIndex(uniques).strftime(fmt).to_numpy(dtype=object)
+    return pd.Series(np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else np.nan, np.nan),
+                     index=dates.index, dtype=object)
+
+
 def _months_phrase(days: pd.Series) -> pd.Series:
     months = (days.astype(float).abs() / MONTH_DAYS).round()
     unit = np.where(months == 1, " month", " months")
@@ -33,53 +44,103 @@ def _months_phrase(days: pd.Series) -> pd.Series:
                      index=days.index)
 
 
-def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
-    """One phrase per covariate per contract (empty where the covariate has nothing to say)."""
-    empty = pd.Series("", index=f.index)
-    out: dict[str, pd.Series] = {}
+# --- the words: one builder per covariate, on any rows of the features (elementwise, so the
+# words for a subset are those for the whole portfolio, restricted); "" where it has nothing to say
+
+
+def _end(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     d = f["days_to_end"].astype(float)
-    end = pd.to_datetime(f["scheduled_end_date"]).dt.strftime("%Y-%m-%d")
-    out["end"] = pd.Series(np.where(d >= 0, "scheduled end " + end + " (in " + _int_str(d) + " days)",
-                                    "scheduled end passed " + _int_str(-d) + " days ago, no successor yet"),
-                           index=f.index)
+    end = _strftime(pd.to_datetime(f["scheduled_end_date"]), "%Y-%m-%d")
+    return pd.Series(np.where(d >= 0, "scheduled end " + end + " (in " + _int_str(d) + " days)",
+                              "scheduled end passed " + _int_str(-d) + " days ago, no successor yet"),
+                     index=f.index)
+
+
+def _habit(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     o = f["last_offset_days"].astype(float)
     words = _months_phrase(o)
     habit = np.where(o < -15, "signed " + words + " early last time",
                      np.where(o > 15, "signed " + words + " after the end last time", "signed on time last time"))
-    out["habit"] = pd.Series(np.where(o.isna(), "", habit), index=f.index)
+    return pd.Series(np.where(o.isna(), "", habit), index=f.index)
+
+
+def _allowance(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     a = f["days_to_allowance"].astype(float)
     near = np.isfinite(a) & (a.abs() < 730)
     allowance = np.where(a >= 0, "mileage allowance reached in " + _int_str(a.clip(0, 1e6)) + " days",
                          "mileage allowance exceeded " + _int_str(-a.clip(-1e6, 0)) + " days ago")
-    out["allowance"] = pd.Series(np.where(near, allowance, ""), index=f.index)
+    return pd.Series(np.where(near, allowance, ""), index=f.index)
+
+
+def _fault(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     crit = pd.to_datetime(f["last_critical_date"])
-    out["fault"] = pd.Series(np.where(crit.notna(), "critical fault " + crit.dt.strftime("%Y-%m-%d").fillna(""), ""), index=f.index)
+    return pd.Series(np.where(crit.notna(), "critical fault " + _strftime(crit, "%Y-%m-%d").fillna(""), ""),
+                     index=f.index)
+
+
+def _battery(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     soh = f["battery_soh"].astype(float)
-    out["battery"] = pd.Series(np.where(soh.notna(), "battery health " + _int_str(soh) + "%", ""),
-                               index=f.index)
+    return pd.Series(np.where(soh.notna(), "battery health " + _int_str(soh) + "%", ""), index=f.index)
+
+
+def _launch(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     when = pd.to_datetime(f["as_of"]) + pd.to_timedelta(day, unit="D")
-    out["launch"] = "model launch season around " + when.dt.strftime("%B %Y")
+    return "model launch season around " + _strftime(when, "%B %Y")
+
+
+def _renewals(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     n = f["n_renewals"].astype(int)
-    out["renewals"] = pd.Series(np.where(n > 0, n.astype(str) + np.where(n == 1, " earlier renewal", " earlier renewals"), ""),
-                                index=f.index)
-    out["lost_before"] = pd.Series(np.where(f["n_lost"] > 0, "lost a contract to a competitor before", ""), index=f.index)
-    out["usage"] = "drives " + _int_str(f["usage_ratio"] * 100) + "% of the allowance"
+    return pd.Series(np.where(n > 0, n.astype(str) + np.where(n == 1, " earlier renewal", " earlier renewals"), ""),
+                     index=f.index)
+
+
+def _lost_before(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
+    return pd.Series(np.where(f["n_lost"] > 0, "lost a contract to a competitor before", ""), index=f.index)
+
+
+def _usage(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
+    return "drives " + _int_str(f["usage_ratio"] * 100) + "% of the allowance"
+
+
+def _interest(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     interest = f["days_since_interest"].astype(float)
-    out["interest"] = pd.Series(np.where(interest.notna(), "showed interest " + _int_str(interest) + " days ago", ""),
-                                index=f.index)
+    return pd.Series(np.where(interest.notna(), "showed interest " + _int_str(interest) + " days ago", ""),
+                     index=f.index)
+
+
+def _contacted(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     contact = f["days_since_contact"].astype(float)
     declined = f["days_since_decline"].astype(float)
-    out["contacted"] = pd.Series(np.where(declined.fillna(1e9) <= 90, "declined " + _int_str(declined) + " days ago",
-                                          np.where(contact.fillna(1e9) <= 90, "contacted " + _int_str(contact) + " days ago", "")),
-                                 index=f.index)
-    out["repairs"] = pd.Series(np.where(f["repairs_365d"] > 0, f["repairs_365d"].astype(str) + " repair(s) this year", ""),
-                               index=f.index)
+    return pd.Series(np.where(declined.fillna(1e9) <= 90, "declined " + _int_str(declined) + " days ago",
+                              np.where(contact.fillna(1e9) <= 90, "contacted " + _int_str(contact) + " days ago", "")),
+                     index=f.index)
+
+
+def _repairs(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
+    return pd.Series(np.where(f["repairs_365d"] > 0, f["repairs_365d"].astype(str) + " repair(s) this year", ""),
+                     index=f.index)
+
+
+#: The words of each covariate, from the features and the day (after the as-of) of the likeliest step.
+PHRASES: dict[str, Callable[[pd.DataFrame, np.ndarray], pd.Series]] = {
+    "end": _end, "habit": _habit, "allowance": _allowance, "fault": _fault, "battery": _battery,
+    "launch": _launch, "renewals": _renewals, "lost_before": _lost_before, "usage": _usage,
+    "interest": _interest, "contacted": _contacted, "repairs": _repairs,
     # covariates split by what is known of the customer speak with one voice
-    for split, base in (("end_with_history", "end"), ("end_consistent_habit", "end"), ("habit_consistent", "habit")):
-        out[split] = out[base]
-    for c in COVARIATES:
-        out.setdefault(c.name, empty)
-    return out
+    "end_with_history": _end, "end_consistent_habit": _end, "habit_consistent": _habit,
+}
+
+
+def _words(name: str, f: pd.DataFrame, day: np.ndarray) -> np.ndarray:
+    """The covariate's phrase per row of ``f`` as text ("" for none)."""
+    if name not in PHRASES:
+        return np.full(len(f), "", dtype=object)
+    return pd.Series(PHRASES[name](f, day), index=f.index).fillna("").astype(str).to_numpy(dtype=object)
+
+
+def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
+    """One phrase per covariate per contract (empty where the covariate has nothing to say)."""
+    return {c.name: pd.Series(_words(c.name, f, day), index=f.index) for c in COVARIATES}
 
 
 # fallback ranking for families without contributions: most telling first
@@ -88,32 +149,73 @@ SALIENCE = ("allowance", "fault", "habit", "battery", "interest", "end", "contac
 
 
 def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
-    """A ``;``-separated list of up to three reasons per contract."""
+    """A ``;``-separated list of up to three reasons per contract.
+
+    The covariates are ranked per contract first; words are then built only for the best ranked
+    ones (a covariate with nothing to say gives way to the next), not for every covariate of every
+    contract.
+    """
     n = len(features)
     if n == 0:
         return pd.Series([], dtype=str)
+    f = features.reset_index(drop=True)
     step = np.argmax(forecast.step_signed, axis=1)  # the most likely step of signing
-    texts = phrases(features.reset_index(drop=True), (step + 0.5) * forecast.step_days)
+    day = (step + 0.5) * forecast.step_days
     names = [c.name for c in COVARIATES if c.explains]
-    table = np.column_stack([texts[nm].fillna("").astype(str).to_numpy() for nm in names])
-    has_text = table != ""
     if forecast.drivers is not None:
         idx = [i for i, c in enumerate(COVARIATES) if c.explains]
-        drivers = forecast.drivers[:, :, idx]
-        contrib = drivers[np.arange(n), step]
+        by_step = np.moveaxis(forecast.drivers, 1, -1)[:, idx, :]  # (n, covariates, steps): a copy
+        contrib = by_step[np.arange(n), :, step]
         # "why then": how much a covariate lifts the likeliest step above its usual level;
         # a covariate that pushes every step alike (loyalty) explains "how likely", ranked after
-        timing = contrib - np.median(drivers, axis=1)
+        timing = contrib - _median_last_axis(by_step)
         score = np.where(timing > MIN_CONTRIBUTION, 10 + timing, np.where(contrib > MIN_CONTRIBUTION, contrib, -np.inf))
-        score = np.where(has_text, score, -np.inf)
     else:
         # a covariate outside the ranking (``end_with_history`` repeats ``end``) is never a filler
         rank = np.array([len(SALIENCE) - SALIENCE.index(nm) if nm in SALIENCE else -np.inf for nm in names], float)
-        score = np.where(has_text, rank[None, :], -np.inf)
+        score = np.repeat(rank[None, :], n, axis=0)
         score[:, names.index("launch")] = -np.inf  # a calendar fact is no reason without a model saying so
-    order = np.argsort(-score, axis=1, kind="stable")[:, :MAX_REASONS]
-    picked = np.take_along_axis(table, order, axis=1)
-    ok = np.take_along_axis(score, order, axis=1) > -np.inf
-    picked = np.where(ok, picked, "")
-    joined = ["; ".join(p for p in row if p) for row in picked]
-    return pd.Series(joined, index=features.index)
+    # covariates best first (ties in column order); a covariate without words is passed over
+    order = np.argsort(-score, axis=1, kind="stable")
+    ranked = np.take_along_axis(score, order, axis=1) > -np.inf
+    UNKNOWN, SAYS, SILENT = 0, 1, 2  # noqa: N806 - what is known of a ranked covariate's words
+    state = np.zeros(order.shape, np.int8)
+    words = np.full(order.shape, "", dtype=object)
+    while True:
+        candidate = ranked & (state != SILENT)
+        wanted = candidate & (np.cumsum(candidate, axis=1) <= MAX_REASONS)
+        todo = wanted & (state == UNKNOWN)
+        if not todo.any():
+            break
+        rows, at = np.nonzero(todo)
+        cov = order[rows, at]
+        for j in np.unique(cov):
+            sel = cov == j
+            r = rows[sel]
+            text = _words(names[j], f.take(r).reset_index(drop=True), day[r])
+            words[r, at[sel]] = text
+            state[r, at[sel]] = np.where(text != "", SAYS, SILENT)
+    # the wanted covariates all have words now: join them in rank order
+    out = np.full(n, "", dtype=object)
+    nth = np.cumsum(wanted, axis=1)
+    for i in range(1, MAX_REASONS + 1):
+        hit = wanted & (nth == i)
+        has = hit.any(axis=1)
+        if not has.any():
+            break
+        text = words[np.arange(n), np.argmax(hit, axis=1)]
+        out = np.where(has, (out + "; " + text) if i > 1 else text, out)
+    return pd.Series(out, index=features.index)
+
+
+def _median_last_axis(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=-1)``, partitioning ``a`` in place (the caller's copy)."""
+    s = a.shape[-1]
+    if s == 0 or np.isnan(a).any():
+        return np.median(a, axis=-1)
+    h = s // 2
+    if s % 2:
+        a.partition(h, axis=-1)
+        return a[..., h].copy()
+    a.partition([h - 1, h], axis=-1)
+    return (a[..., h - 1] + a[..., h]) / 2  # np.mean of the two middle values, as np.median takes it

@@ -40,10 +40,23 @@ def month_columns(months: int) -> list[str]:
     return [f"p_m{k:02d}" for k in range(1, months + 1)]
 
 
-def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version: str) -> pd.DataFrame:
+#: Contracts scored at once: a contract's scores depend on its own features only, and the model's
+#: step-level arrays (a million contracts' covariate contributions are several GiB) stay bounded.
+SCORE_CHUNK = 100_000
+
+
+def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version: str,
+                chunk: int = SCORE_CHUNK) -> pd.DataFrame:
     """Pure scoring: features of open contracts in, one row of scores per contract out."""
     if months > model.months:
         raise ValueError(f"the model forecasts {model.months} months; asked for {months}")
+    features = features.reset_index(drop=True)
+    parts = [_score_chunk(model, features.iloc[i:i + chunk], months, version)
+             for i in range(0, max(len(features), 1), chunk)]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _score_chunk(model: ModelResult, features: pd.DataFrame, months: int, version: str) -> pd.DataFrame:
     fc = model.predict(features)
     as_of = pd.to_datetime(features["as_of"]).dt.normalize()
     out = features[ID_COLUMNS].reset_index(drop=True).copy()

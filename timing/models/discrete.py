@@ -16,6 +16,7 @@ errors come from the inverse penalised information matrix.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,23 +25,50 @@ import scipy.sparse as sp
 
 from timing.models.base import ModelResult, MonthlyForecast
 from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, MONTH_DAYS, Design, encode, encode_codes, expand
+from timing.models.panel import (
+    CHUNK_ROWS,
+    COVARIATES,
+    MONTH_DAYS,
+    Design,
+    encode_codes,
+    panel_chunks,
+    step_codes,
+)
 
 OUTCOMES = ("signed", "lost")
 
 
 def collapse(codes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of ``codes`` and, per row, counts of outcomes 0, 1, 2."""
-    if len(codes) == 0:
-        return codes, np.zeros((0, 3))
+    return _collapse(np.asarray(codes).T, y)
+
+
+def _collapse(codes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`collapse` of codes laid out by covariate, ``(covariates, rows)``."""
+    y = np.asarray(y, dtype=np.int64)
+    return _merge(codes, np.eye(3)[y] if len(y) else np.zeros((0, 3)))
+
+
+def _merge(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct columns of ``codes`` ``(covariates, rows)`` as rows, in the order of their
+    pattern key, with their ``counts`` (rows, 3) summed."""
+    if codes.shape[1] == 0:
+        return np.zeros((0, len(COVARIATES)), np.int16), np.zeros((0, 3))
     radix = np.array([c.n_levels for c in COVARIATES], dtype=np.int64)
-    mult = np.concatenate([[1], np.cumprod(radix[:-1])])
-    key = codes.astype(np.int64) @ mult
-    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    counts = np.zeros((len(uniq), 3))
+    if np.prod(radix.astype(float)) < 2.0**62:
+        mult = np.concatenate([[1], np.cumprod(radix[:-1])])
+        key = np.zeros(codes.shape[1], np.int64)
+        for f in range(len(COVARIATES)):
+            key += mult[f] * codes[f].astype(np.int64)
+        _uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        patterns = np.ascontiguousarray(codes[:, first].T)
+    else:  # too many covariate levels for one integer key: compare whole rows
+        patterns, inverse = np.unique(codes.T, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    out = np.zeros((len(patterns), 3))
     for j in range(3):
-        counts[:, j] = np.bincount(inverse, weights=(y == j).astype(float), minlength=len(uniq))
-    return codes[first], counts
+        out[:, j] = np.bincount(inverse, weights=counts[:, j], minlength=len(patterns))
+    return patterns, out
 
 
 def _with_intercept(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -49,10 +77,31 @@ def _with_intercept(X: sp.csr_matrix) -> sp.csr_matrix:
 
 def _probabilities(X: sp.csr_matrix, B: np.ndarray) -> np.ndarray:
     eta = np.asarray(X @ B)  # (n, 2): log-odds of signed and lost vs nothing
-    m = np.maximum(eta.max(axis=1, keepdims=True), 0)
-    e = np.exp(eta - m)
-    denom = np.exp(-m) + e.sum(axis=1, keepdims=True)
-    return np.column_stack([np.exp(-m[:, 0]) / denom[:, 0], e / denom])
+    return np.column_stack(_outcome_probabilities(eta[:, 0], eta[:, 1]))
+
+
+def _outcome_probabilities(eta_signed: np.ndarray, eta_lost: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(nothing, signed, lost) probabilities from the log-odds of signed and lost vs nothing."""
+    m = np.maximum(np.maximum(eta_signed, eta_lost), 0)
+    e_signed, e_lost = np.exp(eta_signed - m), np.exp(eta_lost - m)
+    denom = np.exp(-m) + (e_signed + e_lost)
+    return np.exp(-m) / denom, e_signed / denom, e_lost / denom
+
+
+def _linear_predictor(codes: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``_with_intercept(encode_codes(codes)) @ B`` for codes laid out by covariate ``(covariates, ...)``,
+    without the sparse matrix: the intercept, then each covariate's coefficient at its level, added
+    in column order (the same sums, term by term). Returns ``(B.shape[1], ...)``."""
+    eta = np.empty((B.shape[1],) + codes.shape[1:])
+    start = 1
+    for j in range(B.shape[1]):
+        eta[j] = B[0, j]
+    for f, c in enumerate(COVARIATES):
+        for j in range(B.shape[1]):
+            table = np.concatenate([[0.0], B[start:start + c.n_levels - 1, j]])  # level 0: nothing
+            eta[j] += table[codes[f]]
+        start += c.n_levels - 1
+    return eta
 
 
 def fit_multinomial(X: sp.csr_matrix, counts: np.ndarray, penalty: float, max_iter: int = 100,
@@ -148,28 +197,67 @@ class DiscreteHazard:
     def steps(self) -> int:
         return self.months * self.steps_per_month
 
-    def panel(self, lm: Landmarks) -> tuple[Design, np.ndarray]:
-        """Contract-step rows while at risk and observed (whole months), with outcome codes."""
+    def _outcome_steps(self, lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
+        """Per contract: the step of its event (0: none), and the last step it is at risk and observed."""
         observed = lm.observed_months.astype(int) * self.steps_per_month
         event_step = np.where(lm.event_type > 0, np.ceil(np.nan_to_num(lm.event_day) / self.step_days), 0)
         event_step = np.minimum(event_step, observed).astype(int)  # a same-day rounding edge stays inside
         last = np.where(lm.event_type > 0, event_step, observed)
-        rows, k, tau = expand(lm.features, self.steps, self.step_days)
-        keep = k <= np.repeat(last, self.steps)
-        rows, k, tau = rows[keep].reset_index(drop=True), k[keep], tau[keep]
-        y = np.where(k == np.repeat(event_step, self.steps)[keep], np.repeat(lm.event_type, self.steps)[keep], 0)
-        design = encode(rows, tau, self.launch_months)
-        return design, y.astype(np.int8)
+        return event_step, np.minimum(last, self.steps)
+
+    def _chunks(self, lm: Landmarks, chunk_rows: int,
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(contract position, step, level codes by covariate, outcome code) of the contract-step rows,
+        chunk by chunk."""
+        event_step, last = self._outcome_steps(lm)
+        event_type = np.asarray(lm.event_type)
+        for pos, k, codes in panel_chunks(lm.features, last, self.step_days, self.launch_months, chunk_rows):
+            y = np.where(k == event_step[pos], event_type[pos], 0).astype(np.int8)
+            yield pos, k, codes, y
+
+    def panel(self, lm: Landmarks, chunk_rows: int = CHUNK_ROWS) -> tuple[Design, np.ndarray]:
+        """Contract-step rows while at risk and observed (whole months), with outcome codes.
+
+        The whole panel, by contract then step: for inspection and small data; :meth:`fit` never
+        holds it, it collapses the panel chunk by chunk (:meth:`patterns`).
+        """
+        parts = list(self._chunks(lm, chunk_rows))
+        if not parts:
+            codes, y = np.zeros((0, len(COVARIATES)), np.int16), np.zeros(0, np.int8)
+        else:
+            pos, k, y = (np.concatenate(a) for a in zip(*[(p[0], p[1], p[3]) for p in parts], strict=True))
+            codes = np.concatenate([p[2] for p in parts], axis=1).T
+            order = np.lexsort((k, pos))
+            codes, y = np.ascontiguousarray(codes[order]), y[order]
+        return Design(X=encode_codes(codes), codes=codes, columns=Design.column_names()), y
+
+    def patterns(self, lm: Landmarks, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+        """The panel collapsed to its distinct covariate patterns with outcome counts, as
+        :func:`collapse` gives on the whole panel, built ``chunk_rows`` rows at a time."""
+        acc_codes: list[np.ndarray] = []
+        acc_counts: list[np.ndarray] = []
+        held = 0
+        for _pos, _k, codes, y in self._chunks(lm, chunk_rows):
+            c, n = _collapse(codes, y)
+            acc_codes.append(c)
+            acc_counts.append(n)
+            held += len(c)
+            if held > 2 * chunk_rows and len(acc_codes) > 1:  # keep what is held bounded too
+                c, n = _merge(np.concatenate(acc_codes).T, np.concatenate(acc_counts))
+                acc_codes, acc_counts, held = [c], [n], len(c)
+        if not acc_codes:
+            return np.zeros((0, len(COVARIATES)), np.int16), np.zeros((0, 3))
+        return _merge(np.concatenate(acc_codes).T, np.concatenate(acc_counts))
 
     def fit(self, lm: Landmarks) -> DiscreteHazardResult:
-        design, y = self.panel(lm)
-        codes, counts = collapse(design.codes, y)
+        codes, counts = self.patterns(lm)
         X = encode_codes(codes)
         B, cov, nit = fit_multinomial(X, counts, self.penalty)
+        n_outcome = counts.sum(axis=0)
         return DiscreteHazardResult(
-            spec=self, coef=B, cov=cov, columns=("intercept",) + design.columns,
-            n_rows=int(len(y)), n_patterns=int(len(codes)),
-            n_events=int((y == SIGNED).sum()), n_lost=int((y == LOST).sum()), iterations=nit,
+            spec=self, coef=B, cov=cov, columns=("intercept",) + Design.column_names(),
+            n_rows=int(round(n_outcome.sum())), n_patterns=int(len(codes)),
+            n_events=int(round(n_outcome[SIGNED])), n_lost=int(round(n_outcome[LOST])), iterations=nit,
         )
 
 
@@ -208,27 +296,32 @@ class DiscreteHazardResult(ModelResult):
         return pd.DataFrame(rows)
 
     def step_hazards(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(h_signed, h_lost, codes) with shapes (n, steps), (n, steps), (n*steps, covariates)."""
-        steps = self.spec.steps
-        rows, _k, tau = expand(features, steps, self.spec.step_days)
-        design = encode(rows, tau, self.spec.launch_months)
-        P = _probabilities(_with_intercept(design.X), self.coef)
-        n = len(features)
-        return P[:, 1].reshape(n, steps), P[:, 2].reshape(n, steps), design.codes
+        """(h_signed, h_lost, codes) with shapes (n, steps), (n, steps), (covariates, n, steps)."""
+        codes = step_codes(features, self.spec.steps, self.spec.step_days, self.spec.launch_months)
+        eta = _linear_predictor(codes, self.coef)
+        _nothing, h_signed, h_lost = _outcome_probabilities(eta[0], eta[1])
+        return h_signed, h_lost, codes
 
     def predict(self, features: pd.DataFrame) -> MonthlyForecast:
         h_s, h_l, codes = self.step_hazards(features)
         return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l,
-                                            drivers=self._drivers(codes, len(features)),
+                                            drivers=self._drivers(codes),
                                             steps_per_month=self.spec.steps_per_month)
 
-    def _drivers(self, codes: np.ndarray, n: int) -> np.ndarray:
-        """Per contract and step: each covariate's contribution to the log signing hazard."""
-        offsets = np.cumsum([0] + [c.n_levels - 1 for c in COVARIATES[:-1]])
-        beta = np.concatenate([[0.0], self.coef[1:, 0]])
-        # level 0 (the reference) contributes nothing: index 0 of beta
-        idx = np.where(codes > 0, codes - 1 + offsets + 1, 0)
-        return beta[idx].reshape(n, self.spec.steps, codes.shape[1])
+    def _drivers(self, codes: np.ndarray) -> np.ndarray:
+        """Per contract and step: each covariate's contribution to the log signing hazard.
+
+        ``(n, steps, covariates)``, laid out by contract, covariate, step (a transposed view), so
+        that a covariate's steps are contiguous for the reasons.
+        """
+        _ncov, n, steps = codes.shape
+        out = np.empty((n, len(COVARIATES), steps))
+        start = 1
+        for f, c in enumerate(COVARIATES):
+            table = np.concatenate([[0.0], self.coef[start:start + c.n_levels - 1, 0]])  # level 0: nothing
+            out[:, f, :] = table[codes[f]]
+            start += c.n_levels - 1
+        return out.transpose(0, 2, 1)
 
     def to_tables(self) -> dict[str, pd.DataFrame | dict]:
         params = pd.DataFrame(self.coef, columns=list(OUTCOMES)).assign(column=list(self.columns))

@@ -25,7 +25,7 @@ spread of their past signing offsets (30 days when only one is known).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,13 +185,18 @@ def _static(column: str, edges: list[float]) -> Callable:
 
 def _category(column: str, levels: tuple[str, ...]) -> Callable:
     def code(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-        values = df[column].astype("string").fillna("").to_numpy()
-        out = np.zeros(len(values), dtype=np.int16)
-        for i, level in enumerate(levels[1:], start=1):
-            out[values == level] = i
-        return out
+        # the value as text (missing: "") against each level; matched once per distinct value
+        values = pd.Categorical(df[column])
+        names = values.categories.astype("string")
+        lut = np.array([_level_of(v, levels) for v in names] + [_level_of("", levels)],
+                       dtype=np.int16)
+        return lut[values.codes]  # code -1 (missing) takes the last entry
 
     return code
+
+
+def _level_of(text: str, levels: tuple[str, ...]) -> int:
+    return levels.index(text) if text in levels[1:] else 0
 
 
 def _usage(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
@@ -282,7 +287,15 @@ def level_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """Level code of every covariate for each row of ``df`` evaluated at mid-step ``tau``."""
     if len(df) == 0:
         return np.zeros((0, len(COVARIATES)), np.int16)
-    return np.column_stack([c.code(df, tau, ctx) for c in COVARIATES]).astype(np.int16)
+    return np.ascontiguousarray(covariate_codes(df, tau, ctx).T)
+
+
+def covariate_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    """:func:`level_codes` laid out by covariate: ``(covariates, rows)``."""
+    out = np.empty((len(COVARIATES), len(df)), np.int16)
+    for f, c in enumerate(COVARIATES):
+        out[f] = c.code(df, tau, ctx)
+    return out
 
 
 def encode(rows: pd.DataFrame, tau: np.ndarray, launch_months: tuple[int, ...]) -> Design:
@@ -309,3 +322,94 @@ def expand(features: pd.DataFrame, steps: int, step_days: float) -> tuple[pd.Dat
     k = np.tile(np.arange(1, steps + 1), n)
     tau = (k - 0.5) * step_days
     return features[list(PANEL_COLUMNS)].iloc[idx].reset_index(drop=True), k, tau
+
+
+# --- the panel, chunk by chunk ------------------------------------------------------------------
+#
+# The covariates above are written for a frame of panel rows. Materialising the whole panel (a
+# million contracts make 15-24 million rows) copied every feature column as many times, so the
+# rows are built here a chunk at a time, from compact columns: the covariates see the same values
+# (``_col``'s floats) on fewer rows at once. A chunk holds contracts of one origin only, so the
+# calendar context is one per chunk, as in :func:`encode`.
+
+#: Contract-step rows evaluated at once: bounds the memory of fitting and scoring at any size.
+CHUNK_ROWS = 1_000_000
+
+
+def compact_columns(features: pd.DataFrame) -> dict[str, np.ndarray | pd.Categorical]:
+    """The columns the covariates read, once: numbers as floats (as ``_col`` reads them), dates as
+    ``datetime64``, anything else (text) as a categorical, cheap to repeat and to match by value."""
+    out: dict[str, np.ndarray | pd.Categorical] = {}
+    for name in PANEL_COLUMNS:
+        s = features[name]
+        if pd.api.types.is_bool_dtype(s.dtype) or (pd.api.types.is_numeric_dtype(s.dtype)
+                                                   and not pd.api.types.is_object_dtype(s.dtype)):
+            out[name] = s.to_numpy(dtype=float, na_value=np.nan)
+        elif isinstance(s.dtype, np.dtype) and s.dtype.kind == "M":
+            out[name] = s.to_numpy()
+        else:
+            out[name] = pd.Categorical(s)
+    return out
+
+
+def _take(columns: dict[str, np.ndarray | pd.Categorical], idx: np.ndarray) -> pd.DataFrame:
+    """Panel rows: the contracts at positions ``idx`` (one row per step)."""
+    data = {}
+    for name, values in columns.items():
+        if isinstance(values, pd.Categorical):
+            data[name] = pd.Categorical.from_codes(values.codes[idx], dtype=values.dtype)
+        else:
+            data[name] = values[idx]
+    return pd.DataFrame(data, copy=False)  # no copy into 2-D blocks: each column is read on its own
+
+
+def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float,
+                 launch_months: tuple[int, ...], chunk_rows: int = CHUNK_ROWS,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The contract-step panel in chunks: ``(contract position, step k, level codes)`` per chunk.
+
+    Contract ``i`` has rows ``k = 1..last_step[i]`` evaluated at mid-step ``(k - 0.5) * step_days``;
+    within a chunk, rows are by contract (in input order) then step. The codes, laid out by
+    covariate ``(covariates, rows)``, are those :func:`encode` gives the same rows of the
+    materialised panel. A contract without an origin (``as_of`` missing) has every covariate at its
+    reference level, as in :func:`encode`.
+    """
+    n = len(features)
+    last_step = np.asarray(last_step, dtype=np.int64)
+    if n == 0 or last_step.sum() == 0:
+        return
+    columns = compact_columns(features)
+    origin, uniques = pd.factorize(pd.to_datetime(features["as_of"]).to_numpy(), sort=True)
+    for g in range(-1, len(uniques)):
+        members = np.flatnonzero(origin == g)
+        members = members[last_step[members] > 0]
+        if len(members) == 0:
+            continue
+        ctx = design_context(pd.Timestamp(uniques[g]), launch_months) if g >= 0 else None
+        # contracts per chunk: whole contracts, about ``chunk_rows`` rows
+        ends = np.cumsum(last_step[members])
+        cuts = np.searchsorted(ends, np.arange(chunk_rows, ends[-1], chunk_rows), side="right")
+        for part in np.split(members, np.unique(cuts[(cuts > 0) & (cuts < len(members))])):
+            steps = last_step[part]
+            pos = np.repeat(part, steps)
+            first = np.repeat(np.cumsum(steps) - steps, steps)
+            k = np.arange(len(pos)) - first + 1
+            if ctx is None:
+                codes = np.zeros((len(COVARIATES), len(pos)), np.int16)
+            else:
+                codes = covariate_codes(_take(columns, pos), (k - 0.5) * step_days, ctx)
+            yield pos, k, codes
+
+
+def step_codes(features: pd.DataFrame, steps: int, step_days: float, launch_months: tuple[int, ...],
+               chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Level codes of every contract at every step, laid out by covariate: ``(covariates, contracts, steps)``."""
+    n = len(features)
+    out = np.zeros((len(COVARIATES), n, steps), np.int16)
+    for pos, _k, codes in panel_chunks(features, np.full(n, steps), step_days, launch_months, chunk_rows):
+        part = pos[::steps]  # every contract has all its steps, in order
+        if part[-1] - part[0] == len(part) - 1:
+            out[:, part[0]:part[-1] + 1] = codes.reshape(len(COVARIATES), len(part), steps)
+        else:
+            out[:, part] = codes.reshape(len(COVARIATES), len(part), steps)
+    return out
