@@ -41,8 +41,15 @@ from timing.fitting import FitReport, fit_models, register_model
 from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
 from timing.models import REGISTRY, RESULTS, ModelResult, MonthlyForecast
+from timing.models import panel as panel_module
 from timing.models.cox import MIN_LEVEL_ROWS, CoxHazard, fit_cox, origin_covariates
-from timing.models.discrete import _probabilities, _with_intercept, collapse, fit_multinomial
+from timing.models.discrete import (
+    DiscreteHazard,
+    _probabilities,
+    _with_intercept,
+    collapse,
+    fit_multinomial,
+)
 from timing.models.landmarks import (
     LOST,
     SIGNED,
@@ -52,7 +59,7 @@ from timing.models.landmarks import (
     origin_features,
     outcomes_with_ends,
 )
-from timing.models.panel import COVARIATES, MONTH_DAYS, Design, encode_codes
+from timing.models.panel import COVARIATES, MONTH_DAYS, Design, encode, encode_codes, expand
 from timing.scoring import score
 
 D = date(2026, 10, 31)
@@ -265,6 +272,67 @@ def test_discrete_hazard_matches_statsmodels_mnlogit() -> None:
     se = np.sqrt(np.diag(cov)).reshape(-1, 2)
     np.testing.assert_allclose(estimate[used], ref.params, rtol=0, atol=1e-6)
     np.testing.assert_allclose(se[used], ref.bse, rtol=1e-5)
+
+
+# --- 2b. the panel in chunks is the materialised panel ------------------------------------
+
+
+def materialised_panel(spec: DiscreteHazard, lm: Landmarks) -> tuple[Design, np.ndarray]:
+    """The contract-step panel as the fit built it before it went by chunks: every row at once."""
+    observed = lm.observed_months.astype(int) * spec.steps_per_month
+    event_step = np.where(lm.event_type > 0, np.ceil(np.nan_to_num(lm.event_day) / spec.step_days), 0)
+    event_step = np.minimum(event_step, observed).astype(int)
+    last = np.where(lm.event_type > 0, event_step, observed)
+    rows, k, tau = expand(lm.features, spec.steps, spec.step_days)
+    keep = k <= np.repeat(last, spec.steps)
+    rows, k, tau = rows[keep].reset_index(drop=True), k[keep], tau[keep]
+    y = np.where(k == np.repeat(event_step, spec.steps)[keep], np.repeat(lm.event_type, spec.steps)[keep], 0)
+    return encode(rows, tau, spec.launch_months), y.astype(np.int8)
+
+
+def test_panel_in_tiny_chunks_collapses_to_the_materialised_panels_patterns(training: Training) -> None:
+    spec = DiscreteHazard(months=12)
+    design, y = materialised_panel(spec, training.lm)
+    patterns, counts = collapse(design.codes, y)
+    assert len(patterns) < len(y) and counts.sum() == len(y)
+    for chunk in (7, 1_000, None):  # a chunk is a handful of rows, some contracts, or all of them
+        got_patterns, got_counts = spec.patterns(training.lm, chunk_rows=chunk)
+        np.testing.assert_array_equal(got_patterns, patterns)
+        np.testing.assert_array_equal(got_counts, counts)
+    panel, panel_y = spec.panel(training.lm, chunk_rows=97)
+    np.testing.assert_array_equal(panel.codes, design.codes)  # by contract, then step, as materialised
+    np.testing.assert_array_equal(panel_y, y)
+    assert (panel.X != design.X).nnz == 0
+
+
+def test_fit_and_forecasts_do_not_depend_on_the_chunk_size(training: Training, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = DiscreteHazard(months=12)
+    whole = spec.fit(training.lm)
+    features = training.open_now
+    fc = whole.predict(features)
+    monkeypatch.setattr(panel_module, "CHUNK_ROWS", 13)
+    small = spec.fit(training.lm)
+    small_fc = small.predict(features)
+    np.testing.assert_array_equal(small.coef, whole.coef)
+    np.testing.assert_array_equal(small.cov, whole.cov)
+    assert (small.n_rows, small.n_patterns, small.n_events, small.n_lost) == \
+        (whole.n_rows, whole.n_patterns, whole.n_events, whole.n_lost)
+    np.testing.assert_allclose(small_fc.step_signed, fc.step_signed, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(small_fc.drivers, fc.drivers, rtol=0, atol=1e-12)
+    # the forecast is the sparse design of the materialised panel times the coefficients
+    n, steps = len(features), spec.steps
+    rows, _k, tau = expand(features, steps, spec.step_days)
+    design = encode(rows, tau, spec.launch_months)
+    P = _probabilities(_with_intercept(design.X), whole.coef)
+    expected = MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), P[:, 1].reshape(n, steps),
+                                            P[:, 2].reshape(n, steps), steps_per_month=spec.steps_per_month)
+    for got in (fc, small_fc):
+        np.testing.assert_allclose(got.step_signed, expected.step_signed, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got.step_lost, expected.step_lost, rtol=0, atol=1e-9)
+    offsets = np.cumsum([0] + [c.n_levels - 1 for c in COVARIATES[:-1]])
+    beta = np.concatenate([[0.0], whole.coef[1:, 0]])
+    drivers = beta[np.where(design.codes > 0, design.codes + offsets, 0)].reshape(n, steps, len(COVARIATES))
+    np.testing.assert_array_equal(fc.drivers, drivers)
 
 
 # --- 3. Cox coefficients: lifelines and statsmodels on the Rossi recidivism data ----------

@@ -27,9 +27,10 @@ from timing.fitting import FitReport, fit_models
 from timing.ingest import ingest
 from timing.modelio import load_model
 from timing.models import BASELINE, MonthlyForecast
+from timing.models.discrete import DiscreteHazard, DiscreteHazardResult
 from timing.models.km import KaplanMeier, KaplanMeierResult
-from timing.models.panel import COVARIATES, MONTH_DAYS
-from timing.reasons import MAX_REASONS, explain
+from timing.models.panel import COVARIATES, MONTH_DAYS, Design
+from timing.reasons import MAX_REASONS, MIN_CONTRIBUTION, SALIENCE, explain, phrases
 from timing.scoring import (
     ID_COLUMNS,
     ScoreReport,
@@ -251,6 +252,66 @@ def test_a_renewing_customers_scheduled_end_can_be_the_reason(hand_features: pd.
         reasons = explain(hand_features, fc)
         k2 = reasons[hand_features["contract_id"] == "K2"].iloc[0]
         assert k2 == "scheduled end 2027-02-01 (in 216 days)", (end, k2)
+
+
+# --- scoring in chunks, reasons worded only where needed: the same scores -------------------------
+
+
+def random_discrete(seed: int) -> DiscreteHazardResult:
+    """A discrete model with random coefficients: every covariate pushes, so many reasons compete."""
+    columns = ("intercept",) + Design.column_names()
+    rng = np.random.default_rng(seed)
+    coef = rng.normal(0, 0.6, (len(columns), 2))
+    coef[0] = (-3.0, -5.0)
+    return DiscreteHazardResult(spec=DiscreteHazard(months=MONTHS), coef=coef, cov=np.eye(2 * len(columns)),
+                                columns=columns, n_rows=0, n_patterns=0, n_events=0, n_lost=0, iterations=0)
+
+
+def explain_every_phrase(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
+    """The reasons as first written: every phrase of every contract, then the top three with words."""
+    n = len(features)
+    step = np.argmax(forecast.step_signed, axis=1)
+    texts = phrases(features.reset_index(drop=True), (step + 0.5) * forecast.step_days)
+    names = [c.name for c in COVARIATES if c.explains]
+    table = np.column_stack([texts[nm].fillna("").astype(str).to_numpy() for nm in names])
+    has_text = table != ""
+    if forecast.drivers is not None:
+        drivers = forecast.drivers[:, :, [i for i, c in enumerate(COVARIATES) if c.explains]]
+        contrib = drivers[np.arange(n), step]
+        timing = contrib - np.median(drivers, axis=1)
+        score = np.where(timing > MIN_CONTRIBUTION, 10 + timing, np.where(contrib > MIN_CONTRIBUTION, contrib, -np.inf))
+        score = np.where(has_text, score, -np.inf)
+    else:
+        rank = np.array([len(SALIENCE) - SALIENCE.index(nm) if nm in SALIENCE else -np.inf for nm in names], float)
+        score = np.where(has_text, rank[None, :], -np.inf)
+        score[:, names.index("launch")] = -np.inf
+    order = np.argsort(-score, axis=1, kind="stable")[:, :MAX_REASONS]
+    picked = np.take_along_axis(table, order, axis=1)
+    ok = np.take_along_axis(score, order, axis=1) > -np.inf
+    picked = np.where(ok, picked, "")
+    return pd.Series(["; ".join(p for p in row if p) for row in picked], index=features.index)
+
+
+def test_reasons_are_those_of_ranking_every_phrase(scored: Scored) -> None:
+    features = scored.features
+    model, _info = load_model(scored.fit.saved.path)
+    for m in (model, random_discrete(1), random_discrete(2), flat_baseline()):
+        fc = m.predict(features)
+        expected = explain_every_phrase(features, fc)
+        assert (expected != "").any()
+        pd.testing.assert_series_equal(explain(features, fc), expected)
+
+
+def test_scores_in_tiny_chunks_equal_scores_at_once(scored: Scored) -> None:
+    features = scored.features.sample(frac=1.0, random_state=3)  # any order, any index
+    model, _info = load_model(scored.fit.saved.path)
+    for m in (model, random_discrete(1)):
+        whole = score_frame(m, features, MONTHS, "v")
+        for chunk in (1, 7):
+            chunked = score_frame(m, features, MONTHS, "v", chunk=chunk)
+            pd.testing.assert_frame_equal(chunked, whole, check_exact=False, rtol=0, atol=1e-12)
+            assert chunked["reasons"].equals(whole["reasons"])
+    assert list(whole["contract_id"]) == list(features["contract_id"])
 
 
 # --- the models earn their keep ---------------------------------------------------------------

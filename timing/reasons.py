@@ -25,8 +25,10 @@ MIN_CONTRIBUTION = 0.05  # log-hazard units; smaller pushes are not worth a word
 
 
 def _int_str(x: pd.Series) -> pd.Series:
-    """Whole numbers as text; empty where missing."""
-    return x.astype(float).round().astype("Int64").astype(str).replace("<NA>", "")
+    """Whole numbers as text; empty where missing (each distinct number formatted once)."""
+    codes, uniques = pd.factorize(x.astype(float).round())
+    text = pd.Series(uniques, dtype=float).astype("Int64").astype(str).replace("<NA>", "").to_numpy(dtype=object)
+    return pd.Series(np.append(text, "")[codes], index=x.index, dtype=object)  # code -1 (missing): ""
 
 
 def _strftime(dates: pd.Series, fmt: str) -> pd.Series:
@@ -131,6 +133,12 @@ PHRASES: dict[str, Callable[[pd.DataFrame, np.ndarray], pd.Series]] = {
 }
 
 
+#: The feature columns the words read (the rows worded are copied with these columns only).
+PHRASE_COLUMNS = ("as_of", "days_to_end", "scheduled_end_date", "last_offset_days", "days_to_allowance",
+                  "last_critical_date", "battery_soh", "n_renewals", "n_lost", "usage_ratio", "days_since_interest",
+                  "days_since_contact", "days_since_decline", "repairs_365d")
+
+
 def _words(name: str, f: pd.DataFrame, day: np.ndarray) -> np.ndarray:
     """The covariate's phrase per row of ``f`` as text ("" for none)."""
     if name not in PHRASES:
@@ -158,17 +166,21 @@ def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
     n = len(features)
     if n == 0:
         return pd.Series([], dtype=str)
-    f = features.reset_index(drop=True)
+    f = features[[c for c in PHRASE_COLUMNS if c in features.columns]].reset_index(drop=True)
     step = np.argmax(forecast.step_signed, axis=1)  # the most likely step of signing
     day = (step + 0.5) * forecast.step_days
     names = [c.name for c in COVARIATES if c.explains]
     if forecast.drivers is not None:
         idx = [i for i, c in enumerate(COVARIATES) if c.explains]
-        by_step = np.moveaxis(forecast.drivers, 1, -1)[:, idx, :]  # (n, covariates, steps): a copy
-        contrib = by_step[np.arange(n), :, step]
+        by_covariate = np.moveaxis(forecast.drivers, 2, 0)  # (covariates, n, steps), a view
+        contrib = np.empty((n, len(idx)))
+        usual = np.empty((n, len(idx)))
+        for i, j in enumerate(idx):
+            contrib[:, i] = by_covariate[j][np.arange(n), step]
+            usual[:, i] = _median_last_axis(by_covariate[j])  # over the steps
         # "why then": how much a covariate lifts the likeliest step above its usual level;
         # a covariate that pushes every step alike (loyalty) explains "how likely", ranked after
-        timing = contrib - _median_last_axis(by_step)
+        timing = contrib - usual
         score = np.where(timing > MIN_CONTRIBUTION, 10 + timing, np.where(contrib > MIN_CONTRIBUTION, contrib, -np.inf))
     else:
         # a covariate outside the ranking (``end_with_history`` repeats ``end``) is never a filler
@@ -209,13 +221,13 @@ def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
 
 
 def _median_last_axis(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=-1)``, partitioning ``a`` in place (the caller's copy)."""
+    """``np.median(a, axis=-1)``: the same middle values, found by sorting (faster on short rows
+    than numpy's partition)."""
     s = a.shape[-1]
     if s == 0 or np.isnan(a).any():
         return np.median(a, axis=-1)
+    ordered = np.sort(a, axis=-1)
     h = s // 2
     if s % 2:
-        a.partition(h, axis=-1)
-        return a[..., h].copy()
-    a.partition([h - 1, h], axis=-1)
-    return (a[..., h - 1] + a[..., h]) / 2  # np.mean of the two middle values, as np.median takes it
+        return ordered[..., h]
+    return (ordered[..., h - 1] + ordered[..., h]) / 2  # np.mean of the two middle values, as np.median

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from timing.asof import open_snapshot
 from timing.features import features_at
@@ -53,14 +54,17 @@ def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version
     features = features.reset_index(drop=True)
     parts = [_score_chunk(model, features.iloc[i:i + chunk], months, version)
              for i in range(0, max(len(features), 1), chunk)]
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if len(parts) == 1:
+        return parts[0]
+    # column by column: a frame-wise concat would turn a chunk's all-empty dates (NaT) into NaN
+    return pd.DataFrame({c: pd.concat([p[c] for p in parts], ignore_index=True) for c in parts[0].columns})
 
 
 def _score_chunk(model: ModelResult, features: pd.DataFrame, months: int, version: str) -> pd.DataFrame:
     fc = model.predict(features)
     as_of = pd.to_datetime(features["as_of"]).dt.normalize()
     out = features[ID_COLUMNS].reset_index(drop=True).copy()
-    out.insert(0, "as_of", as_of.dt.date.to_numpy())
+    out.insert(0, "as_of", _dates(as_of))
     trimmed = fc.truncate(months)
     p = trimmed.p_signed
     for k, col in enumerate(month_columns(months)):
@@ -71,7 +75,7 @@ def _score_chunk(model: ModelResult, features: pd.DataFrame, months: int, versio
     q = trimmed.signing_day_quantiles()
 
     def to_date(d: np.ndarray) -> pd.Series:
-        return (as_of.reset_index(drop=True) + pd.to_timedelta(np.round(d), unit="D")).dt.date
+        return pd.Series(_dates_after(as_of.reset_index(drop=True), np.round(d)))
 
     out["expected_signing_date"] = to_date(days)
     for i, name in enumerate(("signing_date_q10", "signing_date_q50", "signing_date_q90")):
@@ -83,6 +87,26 @@ def _score_chunk(model: ModelResult, features: pd.DataFrame, months: int, versio
     for k in range(trimmed.step_signed.shape[1]):
         out[f"step_{k + 1:02d}"] = trimmed.step_signed[:, k]
     return out
+
+
+def _dates(ts: pd.Series) -> np.ndarray:
+    """``ts.dt.date`` as an array, converting each distinct timestamp once."""
+    codes, uniques = pd.factorize(ts)
+    missing = pd.Series([pd.NaT], dtype=ts.dtype).dt.date.to_numpy(dtype=object)  # what a missing one gives
+    dates = np.concatenate([pd.Series(uniques, dtype=ts.dtype).dt.date.to_numpy(dtype=object), missing])
+    return dates[codes]  # code -1 (missing): the last entry
+
+
+def _dates_after(as_of: pd.Series, days: np.ndarray) -> np.ndarray:
+    """``(as_of + days).dt.date`` as an array, computed once per distinct (as-of, days) pair."""
+    a = pd.factorize(as_of)[0]
+    d, uniq_d = pd.factorize(days)
+    pair = (a + 1) * (len(uniq_d) + 1) + (d + 1)  # -1 (missing) is a value of its own
+    codes, uniq = pd.factorize(pair)
+    first = np.empty(len(uniq), np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # the first row of each pair
+    stamps = as_of.iloc[first].reset_index(drop=True) + pd.to_timedelta(days[first], unit="D")
+    return _dates(stamps)[codes]
 
 
 def forecast_from_scores(scores: pd.DataFrame) -> MonthlyForecast:
@@ -154,8 +178,10 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
 
 def save_scores(store: Path, scores: pd.DataFrame) -> None:
     """Replace the store's scores for this as-of date (one transaction)."""
+    # as Arrow: DuckDB reads it column by column, not Python object by Python object
+    table = pa.Table.from_pandas(scores, preserve_index=False)
     with writing(store) as con:
-        con.register("new_scores", scores)
+        con.register("new_scores", table)
         if table_exists(con, "scores"):
             old = [r[0] for r in con.execute("DESCRIBE scores").fetchall()]
             if old != list(scores.columns):

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from timing.models import panel as panel_module
 from timing.models.base import ModelResult, MonthlyForecast
 from timing.models.landmarks import LOST, SIGNED, Landmarks
 from timing.models.panel import (
-    CHUNK_ROWS,
     COVARIATES,
     MONTH_DAYS,
     Design,
@@ -83,9 +83,9 @@ def _probabilities(X: sp.csr_matrix, B: np.ndarray) -> np.ndarray:
 def _outcome_probabilities(eta_signed: np.ndarray, eta_lost: np.ndarray) -> tuple[np.ndarray, ...]:
     """(nothing, signed, lost) probabilities from the log-odds of signed and lost vs nothing."""
     m = np.maximum(np.maximum(eta_signed, eta_lost), 0)
-    e_signed, e_lost = np.exp(eta_signed - m), np.exp(eta_lost - m)
-    denom = np.exp(-m) + (e_signed + e_lost)
-    return np.exp(-m) / denom, e_signed / denom, e_lost / denom
+    e_signed, e_lost, e_nothing = np.exp(eta_signed - m), np.exp(eta_lost - m), np.exp(-m)
+    denom = e_nothing + (e_signed + e_lost)
+    return e_nothing / denom, e_signed / denom, e_lost / denom
 
 
 def _linear_predictor(codes: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -93,13 +93,15 @@ def _linear_predictor(codes: np.ndarray, B: np.ndarray) -> np.ndarray:
     without the sparse matrix: the intercept, then each covariate's coefficient at its level, added
     in column order (the same sums, term by term). Returns ``(B.shape[1], ...)``."""
     eta = np.empty((B.shape[1],) + codes.shape[1:])
+    term = np.empty(codes.shape[1:])
     start = 1
     for j in range(B.shape[1]):
         eta[j] = B[0, j]
     for f, c in enumerate(COVARIATES):
         for j in range(B.shape[1]):
             table = np.concatenate([[0.0], B[start:start + c.n_levels - 1, j]])  # level 0: nothing
-            eta[j] += table[codes[f]]
+            np.take(table, codes[f], out=term, mode="clip")  # codes are in range (covariate_codes checks)
+            eta[j] += term
         start += c.n_levels - 1
     return eta
 
@@ -205,7 +207,7 @@ class DiscreteHazard:
         last = np.where(lm.event_type > 0, event_step, observed)
         return event_step, np.minimum(last, self.steps)
 
-    def _chunks(self, lm: Landmarks, chunk_rows: int,
+    def _chunks(self, lm: Landmarks, chunk_rows: int | None,
                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(contract position, step, level codes by covariate, outcome code) of the contract-step rows,
         chunk by chunk."""
@@ -215,7 +217,7 @@ class DiscreteHazard:
             y = np.where(k == event_step[pos], event_type[pos], 0).astype(np.int8)
             yield pos, k, codes, y
 
-    def panel(self, lm: Landmarks, chunk_rows: int = CHUNK_ROWS) -> tuple[Design, np.ndarray]:
+    def panel(self, lm: Landmarks, chunk_rows: int | None = None) -> tuple[Design, np.ndarray]:
         """Contract-step rows while at risk and observed (whole months), with outcome codes.
 
         The whole panel, by contract then step: for inspection and small data; :meth:`fit` never
@@ -231,18 +233,18 @@ class DiscreteHazard:
             codes, y = np.ascontiguousarray(codes[order]), y[order]
         return Design(X=encode_codes(codes), codes=codes, columns=Design.column_names()), y
 
-    def patterns(self, lm: Landmarks, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    def patterns(self, lm: Landmarks, chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The panel collapsed to its distinct covariate patterns with outcome counts, as
         :func:`collapse` gives on the whole panel, built ``chunk_rows`` rows at a time."""
         acc_codes: list[np.ndarray] = []
         acc_counts: list[np.ndarray] = []
-        held = 0
+        held, bound = 0, 2 * (chunk_rows or panel_module.CHUNK_ROWS)
         for _pos, _k, codes, y in self._chunks(lm, chunk_rows):
             c, n = _collapse(codes, y)
             acc_codes.append(c)
             acc_counts.append(n)
             held += len(c)
-            if held > 2 * chunk_rows and len(acc_codes) > 1:  # keep what is held bounded too
+            if held > bound and len(acc_codes) > 1:  # keep what is held bounded too
                 c, n = _merge(np.concatenate(acc_codes).T, np.concatenate(acc_counts))
                 acc_codes, acc_counts, held = [c], [n], len(c)
         if not acc_codes:
@@ -311,17 +313,17 @@ class DiscreteHazardResult(ModelResult):
     def _drivers(self, codes: np.ndarray) -> np.ndarray:
         """Per contract and step: each covariate's contribution to the log signing hazard.
 
-        ``(n, steps, covariates)``, laid out by contract, covariate, step (a transposed view), so
-        that a covariate's steps are contiguous for the reasons.
+        ``(n, steps, covariates)``, a transposed view of an array laid out by covariate, contract,
+        step: a covariate's contributions are contiguous, as the reasons read them.
         """
-        _ncov, n, steps = codes.shape
-        out = np.empty((n, len(COVARIATES), steps))
+        ncov, n, steps = codes.shape
+        out = np.empty((ncov, n, steps))
         start = 1
         for f, c in enumerate(COVARIATES):
             table = np.concatenate([[0.0], self.coef[start:start + c.n_levels - 1, 0]])  # level 0: nothing
-            out[:, f, :] = table[codes[f]]
+            np.take(table, codes[f], out=out[f], mode="clip")  # codes are in range (covariate_codes checks)
             start += c.n_levels - 1
-        return out.transpose(0, 2, 1)
+        return out.transpose(1, 2, 0)
 
     def to_tables(self) -> dict[str, pd.DataFrame | dict]:
         params = pd.DataFrame(self.coef, columns=list(OUTCOMES)).assign(column=list(self.columns))

@@ -295,6 +295,8 @@ def covariate_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     out = np.empty((len(COVARIATES), len(df)), np.int16)
     for f, c in enumerate(COVARIATES):
         out[f] = c.code(df, tau, ctx)
+        if len(df) and not 0 <= out[f].min() <= out[f].max() < c.n_levels:
+            raise ValueError(f"covariate {c.name}: level codes outside 0..{c.n_levels - 1}")
     return out
 
 
@@ -333,7 +335,7 @@ def expand(features: pd.DataFrame, steps: int, step_days: float) -> tuple[pd.Dat
 # calendar context is one per chunk, as in :func:`encode`.
 
 #: Contract-step rows evaluated at once: bounds the memory of fitting and scoring at any size.
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 250_000  # a few MiB an array: cache-sized work, faster than larger chunks
 
 
 def compact_columns(features: pd.DataFrame) -> dict[str, np.ndarray | pd.Categorical]:
@@ -352,19 +354,19 @@ def compact_columns(features: pd.DataFrame) -> dict[str, np.ndarray | pd.Categor
     return out
 
 
-def _take(columns: dict[str, np.ndarray | pd.Categorical], idx: np.ndarray) -> pd.DataFrame:
-    """Panel rows: the contracts at positions ``idx`` (one row per step)."""
+def _take(columns: dict[str, np.ndarray | pd.Categorical], part: np.ndarray, steps: np.ndarray) -> pd.DataFrame:
+    """Panel rows: each contract at positions ``part`` repeated ``steps`` times."""
     data = {}
     for name, values in columns.items():
         if isinstance(values, pd.Categorical):
-            data[name] = pd.Categorical.from_codes(values.codes[idx], dtype=values.dtype)
+            data[name] = pd.Categorical.from_codes(np.repeat(values.codes[part], steps), dtype=values.dtype)
         else:
-            data[name] = values[idx]
+            data[name] = np.repeat(values[part], steps)
     return pd.DataFrame(data, copy=False)  # no copy into 2-D blocks: each column is read on its own
 
 
 def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float,
-                 launch_months: tuple[int, ...], chunk_rows: int = CHUNK_ROWS,
+                 launch_months: tuple[int, ...], chunk_rows: int | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The contract-step panel in chunks: ``(contract position, step k, level codes)`` per chunk.
 
@@ -378,6 +380,7 @@ def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float
     last_step = np.asarray(last_step, dtype=np.int64)
     if n == 0 or last_step.sum() == 0:
         return
+    chunk_rows = chunk_rows or CHUNK_ROWS
     columns = compact_columns(features)
     origin, uniques = pd.factorize(pd.to_datetime(features["as_of"]).to_numpy(), sort=True)
     for g in range(-1, len(uniques)):
@@ -397,12 +400,12 @@ def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float
             if ctx is None:
                 codes = np.zeros((len(COVARIATES), len(pos)), np.int16)
             else:
-                codes = covariate_codes(_take(columns, pos), (k - 0.5) * step_days, ctx)
+                codes = covariate_codes(_take(columns, part, steps), (k - 0.5) * step_days, ctx)
             yield pos, k, codes
 
 
 def step_codes(features: pd.DataFrame, steps: int, step_days: float, launch_months: tuple[int, ...],
-               chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+               chunk_rows: int | None = None) -> np.ndarray:
     """Level codes of every contract at every step, laid out by covariate: ``(covariates, contracts, steps)``."""
     n = len(features)
     out = np.zeros((len(COVARIATES), n, steps), np.int16)
