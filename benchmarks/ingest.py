@@ -17,10 +17,15 @@ Each format is ingested with full validation in a fresh subprocess per run
 which reports the wall time and CPU time of the ``ingest()`` call, its peak
 resident set size (``VmHWM`` of the process: Python plus DuckDB's native
 memory) and, by wrapping the ``progress`` callback, the time and peak RSS of
-every stage; ``--profile`` adds the time of every SQL statement. The benchmark
-checks ``read = loaded + set_aside + duplicates`` for every table, that at
-least the injected number of rows was set aside (and counted as duplicates),
-and that the store and its quarantine hold what the report says.
+every stage; ``--profile`` adds the time of every SQL statement. CPU time
+(every thread of the process) is given beside each wall time, and the
+machine's 1-minute load average at the end of each run, since the wall time
+of a shared machine depends on what else runs. The benchmark checks
+``read = loaded + set_aside + duplicates`` for every table, that at least the
+injected number of rows was set aside (and counted as duplicates), that the
+store and its quarantine hold what the report says, and that the readings
+were loaded in file order (the generated file is in time order, so the
+stored times may never go back).
 
 The results are printed and appended as a dated section to
 ``benchmarks/RESULTS.md``.
@@ -355,6 +360,17 @@ def write_export(export: Export, root: Path) -> dict[str, float]:
 # measuring one ingest in a fresh process
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread, DuckDB's included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _load() -> float:
+    """The 1-minute load average of the machine."""
+    return os.getloadavg()[0]
+
+
 def _rss_mib(field_name: str) -> float:
     """``VmRSS`` / ``VmHWM`` of this process in MiB (from /proc/self/status)."""
     with open("/proc/self/status") as f:
@@ -412,13 +428,14 @@ class _TimedConnection:
 
     def _timed(self, method: str, sql: str, *args: Any) -> Any:
         self._rss.reset("statement")
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), _cpu_seconds()
         result = getattr(self._con, method)(sql, *args)
         self._log.append(
             {
                 "stage": self._stage[0],
                 "sql": " ".join(sql.split())[:110],
                 "seconds": time.perf_counter() - t,
+                "cpu_seconds": _cpu_seconds() - cpu,
                 "peak_rss_mib": self._rss.peak("statement"),
             }
         )
@@ -455,14 +472,19 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
 
     def close(now: float) -> None:
         if stages:
-            stages[-1].update(seconds=now - stages[-1]["t"], peak_rss_mib=rss.peak("stage"))
+            stages[-1].update(
+                seconds=now - stages[-1]["t"],
+                cpu_seconds=_cpu_seconds() - stages[-1]["cpu"],
+                peak_rss_mib=rss.peak("stage"),
+            )
 
     def progress(msg: str) -> None:
         now = time.perf_counter()
         close(now)
         mib = rss.reset("stage")
         # "reading readings.csv" and "reading readings.parquet" are the same stage
-        stages.append({"stage": re.sub(r"\.(csv|csv\.gz|parquet)$", "", msg), "t": now})
+        stage = re.sub(r"\.(csv|csv\.gz|parquet)$", "", msg)
+        stages.append({"stage": stage, "t": now, "cpu": _cpu_seconds()})
         current[0] = stages[-1]["stage"]
         print(f"  [{now - started:6.1f} s, {mib:6,.0f} MiB] {msg}", file=sys.stderr, flush=True)
 
@@ -478,13 +500,13 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
 
         ti.replace_store = replace_store  # type: ignore[assignment]
 
-    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     progress("find files, open store")
     report = ti.ingest(export_dir, store, progress=progress)
     ended = time.perf_counter()
-    cpu_end = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_seconds = (cpu_end.ru_utime - cpu.ru_utime) + (cpu_end.ru_stime - cpu.ru_stime)
+    cpu_seconds = _cpu_seconds() - cpu
+    load = _load()
     close(ended)
     rss.stop()
     if not profile and stages[-1]["stage"] == "deriving outcomes":
@@ -505,15 +527,28 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
         quarantined = dict(
             con.execute("SELECT table_name, count(*) FROM quarantine GROUP BY 1").fetchall()
         )
+        # the generated readings file is in time order, so the loaded rows (kept in
+        # file order) must be too: a time that goes back marks rows out of file order
+        out_of_order = con.execute(
+            "SELECT count(*) FROM (SELECT recorded_at < lag(recorded_at) OVER (ORDER BY rowid) "
+            "AS back FROM readings) WHERE back"
+        ).fetchone()[0]  # type: ignore[index]
     finally:
         con.close()
     out = {
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
+        "load": load,
+        "readings_out_of_order": out_of_order,
         "peak_rss_mib": peak,
         "baseline_rss_mib": baseline,
         "stages": [
-            {"stage": s["stage"], "seconds": s["seconds"], "peak_rss_mib": s["peak_rss_mib"]}
+            {
+                "stage": s["stage"],
+                "seconds": s["seconds"],
+                "cpu_seconds": s["cpu_seconds"],
+                "peak_rss_mib": s["peak_rss_mib"],
+            }
             for s in stages
         ],
         "statements": sorted(statements, key=lambda x: -x["seconds"]),
@@ -539,7 +574,10 @@ class Run:
     statements: list[dict[str, Any]]
     tables: list[dict[str, Any]]
     problems: list[str]
+    load: float = 0.0
     all_seconds: list[float] = field(default_factory=list)
+    all_cpu: list[float] = field(default_factory=list)
+    all_load: list[float] = field(default_factory=list)
 
     @property
     def time_ok(self) -> bool:
@@ -564,6 +602,8 @@ def summarise(runs: list[Run]) -> Run:
         peak_rss_mib=max(r.peak_rss_mib for r in runs),
         problems=problems,
         all_seconds=[r.seconds for r in runs],
+        all_cpu=[r.cpu_seconds for r in runs],
+        all_load=[r.load for r in runs],
     )
 
 
@@ -599,6 +639,11 @@ def measure(fmt: str, export_dir: Path, store: Path, injected: Injected, profile
             )
         if res["quarantined"].get(name, 0) != tb["set_aside"]:
             problems.append(f"{name}: quarantine holds {res['quarantined'].get(name, 0)} rows")
+    if res["readings_out_of_order"]:
+        problems.append(
+            f"readings: loaded out of file order ({res['readings_out_of_order']:,} times "
+            "the time goes back in a file sorted by time)"
+        )
     return Run(
         fmt=fmt,
         rows_read=next(tb["read"] for tb in res["tables"] if tb["table"] == "readings"),
@@ -611,6 +656,7 @@ def measure(fmt: str, export_dir: Path, store: Path, injected: Injected, profile
         statements=res["statements"],
         tables=res["tables"],
         problems=problems,
+        load=res["load"],
     )
 
 
@@ -666,9 +712,9 @@ def code_version() -> str:
 
 def _table(runs: list[Run]) -> list[str]:
     head = (
-        "| format | rows read | seconds | CPU s | process s | peak RSS MiB | target | pass "
-        "| all runs (s) |",
-        "|---|--:|--:|--:|--:|--:|---|---|---|",
+        "| format | rows read | seconds | CPU s | load | process s | peak RSS MiB | target | pass "
+        "| all runs: s / CPU s / load |",
+        "|---|--:|--:|--:|--:|--:|--:|---|---|---|",
     )
     lines = list(head)
     for r in runs:
@@ -689,10 +735,10 @@ def _table(runs: list[Run]) -> list[str]:
             + ")"
         )
         lines.append(
-            f"| {r.fmt} | {r.rows_read:,} | {r.seconds:.1f} | {r.cpu_seconds:.1f} "
+            f"| {r.fmt} | {r.rows_read:,} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.load:.1f} "
             f"| {r.process_seconds:.1f} "
             f"| {r.peak_rss_mib:,.0f} | {target} | {verdict} "
-            f"| {', '.join(f'{x:.1f}' for x in r.all_seconds)} |"
+            f"| {', '.join(f'{x:.1f} / {c:.1f} / {ld:.1f}' for x, c, ld in zip(r.all_seconds, r.all_cpu, r.all_load, strict=True))} |"
         )
     return lines
 
@@ -702,29 +748,35 @@ def _stage_table(runs: list[Run]) -> list[str]:
     for r in runs:
         names += [s["stage"] for s in r.stages if s["stage"] not in names]
     lines = [
-        "| stage | " + " | ".join(f"{r.fmt} s | {r.fmt} peak MiB" for r in runs) + " |",
-        "|---|" + "--:|--:|" * len(runs),
+        "| stage | "
+        + " | ".join(f"{r.fmt} s | {r.fmt} CPU s | {r.fmt} peak MiB" for r in runs)
+        + " |",
+        "|---|" + "--:|--:|--:|" * len(runs),
     ]
     for n in names:
         cells = []
         for r in runs:
             s = next((s for s in r.stages if s["stage"] == n), None)
-            cells.append("|" if s is None else f"{s['seconds']:.2f} | {s['peak_rss_mib']:,.0f}")
+            cells.append(
+                "| |"
+                if s is None
+                else f"{s['seconds']:.2f} | {s.get('cpu_seconds', 0):.2f} | {s['peak_rss_mib']:,.0f}"
+            )
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines
 
 
 def _statements_table(runs: list[Run], top: int = 12) -> list[str]:
     lines = [
-        "| format | stage | seconds | peak MiB | statement (start) |",
-        "|---|---|--:|--:|---|",
+        "| format | stage | seconds | CPU s | peak MiB | statement (start) |",
+        "|---|---|--:|--:|--:|---|",
     ]
     for r in runs:
         for st in r.statements[:top]:
             sql = st["sql"].replace("|", "\\|")
             lines.append(
-                f"| {r.fmt} | {st['stage']} | {st['seconds']:.2f} | {st['peak_rss_mib']:,.0f} "
-                f"| `{sql}` |"
+                f"| {r.fmt} | {st['stage']} | {st['seconds']:.2f} | {st.get('cpu_seconds', 0):.2f} "
+                f"| {st['peak_rss_mib']:,.0f} | `{sql}` |"
             )
     return lines
 
@@ -774,8 +826,11 @@ python benchmarks/ingest.py [--rows N] [--repeat R] [--keep] [--profile]
   each SQL statement (by wrapping the store connection inside the benchmark
   process) and lists the slowest.
 * Checks, per table, read = loaded + set aside + duplicates, that at least
-  the injected bad rows were set aside / counted as duplicates, and that the
-  store and its quarantine hold exactly the reported rows.
+  the injected bad rows were set aside / counted as duplicates, that the
+  store and its quarantine hold exactly the reported rows, and that the
+  readings were loaded in file order.
+* *load* is the machine's 1-minute load average at the end of a run: on a
+  shared machine the wall time grows with it, the CPU time much less.
 * Targets (2 cores, 24 GB): CSV <= 20 s, Parquet <= 10 s, peak RSS <= 2 GiB
   (2048 MiB).
 

@@ -53,8 +53,10 @@ its vehicle and time, so it is a neighbour with an equal time), and the
 costly running maximum is only computed for the few vehicles whose odometer
 steps down somewhere or differs between readings at the same time (see
 :func:`_mark_rules_and_sequence`). The loaded table is then the parsed table
-minus the marked and duplicate rows, which keeps file order, and the
-quarantine rows are built from the marks.
+minus the marked and duplicate rows, in file order: those rows are flagged
+in place (an update of a few rows) and the table is one filtered scan, since
+a filter keeps file order where a join (``NOT IN`` a subquery) does not. The
+quarantine rows are built from the marks, fetching only the marked rows.
 
 DuckDB's memory is capped (:data:`MEMORY_LIMIT`); beyond that it spills to
 a temporary folder beside the new store, removed when the store is closed.
@@ -238,6 +240,9 @@ def _parse_steps(col: Column, src_type: str) -> tuple[str, str]:
     text = src_type == "VARCHAR"
     t = _trimmed_sql(x) if text else x
     same = "{v}"
+    if not text and src_type == col.sql_type and col.dtype != "string":
+        # already of the contract type (a typed Parquet column): nothing to convert
+        return x, ("CASE WHEN isfinite({v}) THEN {v} END" if col.sql_type == "DOUBLE" else same)
     if col.dtype == "string":
         return (t if text else f"CAST({x} AS VARCHAR)"), same
     if col.dtype == "int":
@@ -269,8 +274,9 @@ def _parse_steps(col: Column, src_type: str) -> tuple[str, str]:
         if "TIME ZONE" in src_type or src_type.startswith("TIMESTAMPTZ"):
             # the instant's UTC time; the plain cast (time zone rules) is only needed
             # for what has no epoch (infinity)
+            tz = src_type in ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
             return (
-                f"TRY_CAST({x} AS TIMESTAMPTZ)",
+                x if tz else f"TRY_CAST({x} AS TIMESTAMPTZ)",
                 "coalesce(make_timestamp(epoch_us({v})), CAST({v} AS TIMESTAMP))",
             )
         return f"TRY_CAST({x} AS TIMESTAMP)", same
@@ -393,14 +399,17 @@ class _Staged:
     def raw_list(self) -> str:
         return ", ".join(self.raw(c) for c in self.types)
 
-    def rows(self) -> str:
+    def rows(self, only: str | None = None) -> str:
         """Every source row: ``_row``, the raw columns and ``p_<col>`` for each contract column.
 
         Used as a subquery; DuckDB reads only the columns a statement needs.
+        ``only``, SQL selecting ``_row``, restricts it to those rows, which are then
+        fetched by row id rather than found by a scan of the whole table.
         """
         raw = "".join(f", {self.raw(c)} AS {_q(c)}" for c in self.types)
         parsed = "".join(f", {self.parsed(c)} AS {_q('p_' + c.name)}" for c in self.table.columns)
-        return f"(SELECT rowid + 1 AS _row{raw}{parsed} FROM parsed_{self.name})"
+        where = f" WHERE rowid IN (SELECT _row - 1 FROM ({only}))" if only else ""
+        return f"(SELECT rowid + 1 AS _row{raw}{parsed} FROM parsed_{self.name}{where})"
 
 
 def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> _Staged:
@@ -432,6 +441,8 @@ def _stage(con: duckdb.DuckDBPyConnection, table: Table, path: Path) -> _Staged:
         for c in parsed:
             finish = _parse_steps(c, "VARCHAR")[1]
             cols.append(f"{finish.format(v=_q('#' + c.name))} AS {_q('p_' + c.name)}")
+        # "#bad" is set for the rows that are not loaded (see _finish_table)
+        cols.append('false AS "#bad"')
         con.execute(
             f"CREATE TEMP TABLE parsed_{table.name} AS "
             f"SELECT {', '.join(cols)} FROM (SELECT *{inner} FROM {src})"
@@ -655,7 +666,7 @@ def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) 
     con.execute(
         f"""CREATE TEMP TABLE {dups} AS SELECT _row FROM (
             SELECT _row, row_number() OVER (PARTITION BY {names} ORDER BY _row) AS _n
-            FROM {rows} WHERE _row IN ({candidates})
+            FROM {staged.rows(only=candidates)}
         ) WHERE _n > 1"""
     )
 
@@ -683,17 +694,24 @@ def _finish_table(con: duckdb.DuckDBPyConnection, staged: _Staged, as_of: date) 
             p = f"coalesce({p}, {str(c.default).lower()})"
         out_cols.append(f"{p} AS {_q(c.name)}")
     out_cols += [_q(c) for c in extras]
-    # a filtered scan keeps file order
+    # A filtered scan keeps file order, a join does not (DuckDB's documented order
+    # preservation): `WHERE rowid NOT IN (SELECT ...)` is planned as a hash join and
+    # loaded the row groups of a large table out of order. So the rows not loaded
+    # are flagged in place first (few rows; the order of an update is immaterial).
+    con.execute(
+        f'UPDATE parsed_{t} SET "#bad" = true '
+        f"WHERE rowid IN (SELECT _row - 1 FROM {marks} UNION ALL SELECT _row - 1 FROM {dups})"
+    )
     row = con.execute(
         f"CREATE TABLE main.{_q(t)} AS SELECT {', '.join(out_cols)} FROM parsed_{t} "
-        f"WHERE rowid + 1 NOT IN (SELECT _row FROM {marks} UNION ALL SELECT _row FROM {dups})"
+        'WHERE NOT "#bad"'
     ).fetchone()
     loaded = row[0] if row else 0
     raw_json = "to_json({" + ", ".join(f"{_lit(c)}: r.{_q(c)}" for c in staged.types) + "})"
     con.execute(
         f"""INSERT INTO main.quarantine
         SELECT {_lit(t)}, {_lit(staged.path.name)}, m._row, {rules.name_sql("m._rule")}, {raw_json}
-        FROM {marks} AS m JOIN {rows} AS r ON r._row = m._row
+        FROM {marks} AS m JOIN {staged.rows(only=f"SELECT _row FROM {marks}")} AS r ON r._row = m._row
         WHERE m._row NOT IN (SELECT _row FROM {dups}) ORDER BY m._row"""
     )
     counts = con.execute(
