@@ -32,9 +32,10 @@ def _int_str(x: pd.Series) -> pd.Series:
 
 
 def _strftime(dates: pd.Series, fmt: str) -> pd.Series:
-    """``dates.dt.strftime(fmt)`` (NaN where missing), formatting each distinct date once."""
+    """``pd.to_datetime(dates).dt.strftime(fmt)`` (NaN where missing), converting and formatting each
+    distinct date once."""
     codes, uniques = pd.factorize(dates)
-    text = pd.DatetimeIndex(uniques).strftime(fmt).to_numpy(dtype=object)
+    text = pd.DatetimeIndex(pd.to_datetime(uniques)).strftime(fmt).to_numpy(dtype=object)
     return pd.Series(np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else np.nan, np.nan),
                      index=dates.index, dtype=object)
 
@@ -52,7 +53,7 @@ def _months_phrase(days: pd.Series) -> pd.Series:
 
 def _end(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     d = f["days_to_end"].astype(float)
-    end = _strftime(pd.to_datetime(f["scheduled_end_date"]), "%Y-%m-%d")
+    end = _strftime(f["scheduled_end_date"], "%Y-%m-%d")
     return pd.Series(np.where(d >= 0, "scheduled end " + end + " (in " + _int_str(d) + " days)",
                               "scheduled end passed " + _int_str(-d) + " days ago, no successor yet"),
                      index=f.index)
@@ -130,6 +131,7 @@ PHRASES: dict[str, Callable[[pd.DataFrame, np.ndarray], pd.Series]] = {
     "interest": _interest, "contacted": _contacted, "repairs": _repairs,
     # covariates split by what is known of the customer speak with one voice
     "end_with_history": _end, "end_consistent_habit": _end, "habit_consistent": _habit,
+    "allowance_heavy_user": _allowance, "launch_pull": _launch, "launch_pull_launch_signer": _launch,
 }
 
 

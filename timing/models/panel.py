@@ -37,6 +37,8 @@ DEFAULT_LAUNCH_MONTHS = (3, 9)
 HABIT_NOISE_DAYS = 20.0
 HABIT_SD_ONE_OBSERVATION = 30.0
 CONSISTENT_SD_DAYS = 25.0
+HEAVY_USAGE_RATIO = 1.1
+LAUNCH_PULL_DAYS = 61.0
 
 
 @dataclass(frozen=True)
@@ -135,11 +137,24 @@ ALLOWANCE_LABELS = ("allowance not reached for 4+ months", "allowance reached in
                     "allowance exceeded 8+ months ago")
 
 
-def _allowance(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+def _allowance_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
     # days since the projected day the total allowance is reached (negative: before)
     d = _col(df, "days_to_allowance")
     gap = tau - np.where(np.isfinite(d), d, 1e7)
     return _cut(gap, ALLOWANCE_EDGES)
+
+
+def _heavy(df: pd.DataFrame) -> np.ndarray:
+    """Drives clearly more than the contract allows (reaches the allowance before the scheduled end)."""
+    return np.nan_to_num(_col(df, "usage_ratio"), nan=0.0) >= HEAVY_USAGE_RATIO
+
+
+def _allowance(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_heavy(df), 0, _allowance_codes(df, tau)).astype(np.int16)
+
+
+def _allowance_heavy(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_heavy(df), _allowance_codes(df, tau), 0).astype(np.int16)
 
 
 FAULT_EDGES = [15, 30, 45, 60, 75, 90, 180]
@@ -173,6 +188,49 @@ def _launch(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     launch = np.isin(month, ctx["launch_months"])
     before = np.isin(month % 12 + 1, ctx["launch_months"])
     return np.where(launch, 1, np.where(before, 2, 0)).astype(np.int16)
+
+
+LAUNCH_PULL_LABELS = ("habitual date not just before a model launch",
+                      "habitual date in the two months before a model launch",
+                      "model launch after the habitual date: first half of the launch month",
+                      "model launch after the habitual date: second half of the launch month",
+                      "model launch after the habitual date: launch month over")
+
+
+def _launch_pull(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    """Where a model launch may pull the customer's habitual signing date forward.
+
+    A habitual date that falls in the ``LAUNCH_PULL_DAYS`` before a launch
+    month's start may move to the launch itself (customers who wait for the
+    new model): the step's position against that launch month.
+    """
+    habitual = _col(df, "days_to_end") + _col(df, "habit_offset_days")  # days after T
+    m0, d0 = ctx["as_of_month0"], ctx["as_of_day0"]
+    month = m0 + np.floor((np.nan_to_num(habitual) + d0) / MONTH_DAYS)  # month index of the habitual date
+    launch = np.full(len(df), np.nan)
+    for k in range(12, 0, -1):  # the first launch month after the habitual date's month
+        m = month + k
+        launch = np.where(np.isin(m % 12 + 1, ctx["launch_months"]), m, launch)
+    start = (launch - m0) * MONTH_DAYS - d0  # day (after T) the launch month starts
+    pulled = ~np.isnan(habitual) & (start - habitual <= LAUNCH_PULL_DAYS)
+    since = tau - start
+    codes = np.select([since < 0, since < MONTH_DAYS / 2, since < MONTH_DAYS], [1, 2, 3], 4)
+    return np.where(pulled, codes, 0).astype(np.int16)
+
+
+def _launch_signer(df: pd.DataFrame, ctx: dict) -> np.ndarray:
+    """Signed an earlier contract in a model launch month."""
+    bits = int(sum(1 << (int(m) - 1) for m in ctx["launch_months"]))
+    mask = np.nan_to_num(_col(df, "signed_months_mask")).astype(np.int64)
+    return (mask & bits) != 0
+
+
+def _launch_pull_other(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_launch_signer(df, ctx), 0, _launch_pull(df, tau, ctx)).astype(np.int16)
+
+
+def _launch_pull_signer(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    return np.where(_launch_signer(df, ctx), _launch_pull(df, tau, ctx), 0).astype(np.int16)
 
 
 def _static(column: str, edges: list[float]) -> Callable:
@@ -228,9 +286,12 @@ COVARIATES: tuple[Binned, ...] = (
     Binned("habit", HABIT_LABELS, _habit),
     Binned("habit_consistent", HABIT_LABELS, _habit_consistent),
     Binned("allowance", ALLOWANCE_LABELS, _allowance),
+    Binned("allowance_heavy_user", ALLOWANCE_LABELS, _allowance_heavy),
     Binned("fault", FAULT_LABELS, _fault),
     Binned("battery", BATTERY_LABELS, _battery),
     Binned("launch", LAUNCH_LABELS, _launch),
+    Binned("launch_pull", LAUNCH_PULL_LABELS, _launch_pull_other),
+    Binned("launch_pull_launch_signer", LAUNCH_PULL_LABELS, _launch_pull_signer),
     Binned("renewals", ("no earlier renewal", "1 earlier renewal", "2 earlier renewals", "3+ earlier renewals"),
            _static("n_renewals", [1, 2, 3])),
     Binned("lost_before", ("never lost before", "lost a contract before"), _static("n_lost", [1])),
@@ -314,7 +375,7 @@ def encode(rows: pd.DataFrame, tau: np.ndarray, launch_months: tuple[int, ...]) 
 PANEL_COLUMNS = ("as_of", "days_to_end", "habit_offset_days", "habit_offset_sd", "days_to_allowance",
                  "days_since_critical", "battery_soh", "battery_slope_per_year", "n_renewals", "n_lost",
                  "customer_type", "fleet_size", "product", "usage_ratio", "has_telematics", "days_since_interest",
-                 "days_since_decline", "days_since_contact", "repairs_365d")
+                 "days_since_decline", "days_since_contact", "repairs_365d", "signed_months_mask")
 
 
 def expand(features: pd.DataFrame, steps: int, step_days: float) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
