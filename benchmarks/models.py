@@ -78,6 +78,7 @@ TARGET_SCORE_SECONDS = 30.0
 TARGET_RSS_MIB = 6 * 1024.0
 DEFAULT_VARIANTS = ("36:all", "36:10000", "24:all", "24:10000", "24:5000", "12:10000")
 CORE_LOOKBACK = 24
+FIRST_SAMPLE_SIGNATURE = "779c476c14"  # the 19 covariates of the first model-core samples
 FIT_MARKS = [
     ("timing.fitting:origin_features", "features at training origins"),
     ("timing.fitting:outcomes_with_ends", "outcomes with ends"),
@@ -99,11 +100,26 @@ SCORE_MARKS = [
     ("timing.scoring:features_at", "features at the as-of (SQL + usage)"),
     ("timing.models.discrete:DiscreteHazardResult.predict", "predict"),
     ("timing.models.discrete:DiscreteHazardResult.step_hazards", "predict: panel + hazards"),
+    ("timing.models.discrete:step_codes", "predict: panel (expand + encode)"),
     ("timing.models.discrete:DiscreteHazardResult._drivers", "predict: covariate contributions"),
+    ("timing.models.discrete:DiscreteHazardResult._hazards", "predict: hazards"),
     ("timing.scoring:explain", "reasons"),
     ("timing.scoring:save_scores", "save scores to the store"),
     ("timing.scoring:write_parquet_atomic", "write scores Parquet"),
 ]
+
+
+def panel_signature() -> str:
+    """A sample is drawn for one set of covariates: the feature columns they read and the model's
+    columns (a sample or scoring model from another set would fail). Empty for the set the first
+    samples were drawn with, so that their cache stays in use."""
+    import hashlib
+
+    from timing.models.panel import PANEL_COLUMNS, Design
+
+    text = json.dumps([list(PANEL_COLUMNS), list(Design.column_names())])
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return "" if digest == FIRST_SAMPLE_SIGNATURE else f"-p{digest}"
 
 
 def parse_variant(text: str) -> tuple[int, int | None]:
@@ -264,6 +280,7 @@ def _core_fit(a: dict[str, Any], probe: Probe) -> dict[str, Any]:
 
 def _core_score(a: dict[str, Any], probe: Probe) -> dict[str, Any]:
     import pandas as pd
+    import pyarrow as pa
 
     from timing.modelio import load_model
     from timing.scoring import save_scores, score_frame, write_parquet_atomic
@@ -280,8 +297,10 @@ def _core_score(a: dict[str, Any], probe: Probe) -> dict[str, Any]:
     duckdb.connect(str(scratch)).close()
     probe.begin("score_frame")
     scores = score_frame(model, feats, 12, "bench")
-    save_scores(scratch, scores)
-    write_parquet_atomic(scores, scratch.with_suffix(".parquet"))
+    probe.step("scores to Arrow")
+    table = pa.Table.from_pandas(scores, preserve_index=False)  # as score() does: once for both
+    save_scores(scratch, table)
+    write_parquet_atomic(table, scratch.with_suffix(".parquet"))
     n = len(scores)
     scratch.unlink(missing_ok=True)
     scratch.with_suffix(".parquet").unlink(missing_ok=True)
@@ -473,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         score_res = run_worker(SCRIPT, {"kind": "score", "paths": paths, "profile": args.profile}, "score")
         print(f"    {score_res['seconds']:.1f} s, peak {mib(score_res['peak_rss_mib'])} MiB")
     if not args.no_core:
-        sample_dir = CACHE / "models" / f"sample-{p['root'].name}"
+        sample_dir = CACHE / "models" / f"sample-{p['root'].name}{panel_signature()}"
         if not (sample_dir / "meta.json").exists():
             print(f"  sampling real rows ({CORE_LOOKBACK} origins) into {sample_dir} ...")
             run_worker(SCRIPT, {"kind": "sample", "paths": paths, "sample_dir": str(sample_dir)}, "sample")

@@ -30,7 +30,14 @@ from timing.models import BASELINE, MonthlyForecast
 from timing.models.discrete import DiscreteHazard, DiscreteHazardResult
 from timing.models.km import KaplanMeier, KaplanMeierResult
 from timing.models.panel import COVARIATES, MONTH_DAYS, Design
-from timing.reasons import MAX_REASONS, MIN_CONTRIBUTION, SALIENCE, explain, phrases
+from timing.reasons import (
+    MAX_REASONS,
+    MIN_CONTRIBUTION,
+    SALIENCE,
+    _median_last_axis,
+    explain,
+    phrases,
+)
 from timing.scoring import (
     ID_COLUMNS,
     ScoreReport,
@@ -300,6 +307,14 @@ def test_reasons_are_those_of_ranking_every_phrase(scored: Scored) -> None:
         expected = explain_every_phrase(features, fc)
         assert (expected != "").any()
         pd.testing.assert_series_equal(explain(features, fc), expected)
+
+
+def test_median_over_steps_is_numpys_median() -> None:
+    rng = np.random.default_rng(4)
+    for steps in (1, 2, 5, 24):
+        a = rng.choice(rng.normal(size=6), size=(500, 3, steps))  # ties, as coefficients by level make
+        a[5, 1, 0] = a[7, 0, -1] = np.nan
+        np.testing.assert_array_equal(_median_last_axis(a), np.median(a, axis=-1))
 
 
 def test_scores_in_tiny_chunks_equal_scores_at_once(scored: Scored) -> None:

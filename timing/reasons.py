@@ -224,12 +224,13 @@ def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
 
 def _median_last_axis(a: np.ndarray) -> np.ndarray:
     """``np.median(a, axis=-1)``: the same middle values, found by sorting (faster on short rows
-    than numpy's partition)."""
+    than numpy's partition); NaN where a row holds one (sorted last), as ``np.median`` gives."""
     s = a.shape[-1]
-    if s == 0 or np.isnan(a).any():
+    if s == 0:
         return np.median(a, axis=-1)
     ordered = np.sort(a, axis=-1)
     h = s // 2
-    if s % 2:
-        return ordered[..., h]
-    return (ordered[..., h - 1] + ordered[..., h]) / 2  # np.mean of the two middle values, as np.median
+    # np.mean of the two middle values, as np.median takes them
+    out = ordered[..., h].copy() if s % 2 else (ordered[..., h - 1] + ordered[..., h]) / 2
+    out[np.isnan(ordered[..., -1])] = np.nan
+    return out

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from timing.asof import open_snapshot
 from timing.features import features_at
@@ -51,13 +52,13 @@ def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version
     """Pure scoring: features of open contracts in, one row of scores per contract out."""
     if months > model.months:
         raise ValueError(f"the model forecasts {model.months} months; asked for {months}")
-    features = features.reset_index(drop=True)
     parts = [_score_chunk(model, features.iloc[i:i + chunk], months, version)
              for i in range(0, max(len(features), 1), chunk)]
     if len(parts) == 1:
         return parts[0]
     # column by column: a frame-wise concat would turn a chunk's all-empty dates (NaT) into NaN
-    return pd.DataFrame({c: pd.concat([p[c] for p in parts], ignore_index=True) for c in parts[0].columns})
+    return pd.DataFrame({c: pd.concat([p[c] for p in parts], ignore_index=True) for c in parts[0].columns},
+                        copy=False)
 
 
 def _score_chunk(model: ModelResult, features: pd.DataFrame, months: int, version: str) -> pd.DataFrame:
@@ -80,7 +81,7 @@ def _score_chunk(model: ModelResult, features: pd.DataFrame, months: int, versio
     out["expected_signing_date"] = to_date(days)
     for i, name in enumerate(("signing_date_q10", "signing_date_q50", "signing_date_q90")):
         out[name] = to_date(q[:, i])
-    out["reasons"] = explain(features.reset_index(drop=True), fc).to_numpy()
+    out["reasons"] = explain(features, fc).to_numpy()
     out["model_version"] = version
     # the model's own time steps, for the scheduler's day-level windows
     out["steps_per_month"] = trimmed.steps_per_month
@@ -161,12 +162,15 @@ def registered_hash(store: Path, folder: Path) -> str | None:
         con.close()
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+def write_parquet_atomic(df: pd.DataFrame | pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        df.to_parquet(tmp, index=False)
+        if isinstance(df, pa.Table):  # as pandas' to_parquet writes the table it converts to
+            pq.write_table(df, tmp, compression="snappy")
+        else:
+            df.to_parquet(tmp, index=False)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; an output file is as readable as any other
@@ -176,20 +180,20 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def save_scores(store: Path, scores: pd.DataFrame) -> None:
+def save_scores(store: Path, scores: pd.DataFrame | pa.Table) -> None:
     """Replace the store's scores for this as-of date (one transaction)."""
     # as Arrow: DuckDB reads it column by column, not Python object by Python object
-    table = pa.Table.from_pandas(scores, preserve_index=False)
+    table = scores if isinstance(scores, pa.Table) else pa.Table.from_pandas(scores, preserve_index=False)
     with writing(store) as con:
         con.register("new_scores", table)
         if table_exists(con, "scores"):
             old = [r[0] for r in con.execute("DESCRIBE scores").fetchall()]
-            if old != list(scores.columns):
+            if old != list(table.column_names):
                 # another horizon or model resolution than earlier runs: the history restarts
                 con.execute("DROP TABLE scores")
         if not table_exists(con, "scores"):
             con.execute("CREATE TABLE scores AS SELECT * FROM new_scores LIMIT 0")
-        con.execute("DELETE FROM scores WHERE as_of = ?", [scores["as_of"].iloc[0] if len(scores) else None])
+        con.execute("DELETE FROM scores WHERE as_of = ?", [table.column("as_of")[0].as_py() if len(table) else None])
         con.execute("INSERT INTO scores BY NAME SELECT * FROM new_scores")
         con.unregister("new_scores")
 
@@ -217,7 +221,8 @@ def score(
         raise StoreError(f"no contract is open on {day}: nothing to score")
     say(f"scoring {len(features):,} contracts with {info['version']}")
     scores = score_frame(model, features, months, info["version"])
-    save_scores(store, scores)
+    table = pa.Table.from_pandas(scores, preserve_index=False)  # once, for the store and the file
+    save_scores(store, table)
     path = Path(out_dir) / f"scores-{day.isoformat()}.parquet"
-    write_parquet_atomic(scores, path)
+    write_parquet_atomic(table, path)
     return ScoreReport(day, info["version"], scores, path)

@@ -300,15 +300,30 @@ class DiscreteHazardResult(ModelResult):
     def step_hazards(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(h_signed, h_lost, codes) with shapes (n, steps), (n, steps), (covariates, n, steps)."""
         codes = step_codes(features, self.spec.steps, self.spec.step_days, self.spec.launch_months)
-        eta = _linear_predictor(codes, self.coef)
-        _nothing, h_signed, h_lost = _outcome_probabilities(eta[0], eta[1])
+        h_signed, h_lost = self._hazards(codes)
         return h_signed, h_lost, codes
 
     def predict(self, features: pd.DataFrame) -> MonthlyForecast:
-        h_s, h_l, codes = self.step_hazards(features)
-        return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l,
-                                            drivers=self._drivers(codes),
+        codes = step_codes(features, self.spec.steps, self.spec.step_days, self.spec.launch_months)
+        drivers = self._drivers(codes)
+        h_s, h_l = self._hazards(codes, drivers)
+        return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l, drivers=drivers,
                                             steps_per_month=self.spec.steps_per_month)
+
+    def _hazards(self, codes: np.ndarray, drivers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Signing and lost hazards (n, steps) from the codes; the signing terms are the ``drivers``
+        when given (:meth:`_drivers`), added up in the same order as :func:`_linear_predictor` adds."""
+        if drivers is None:
+            eta_signed, eta_lost = _linear_predictor(codes, self.coef)
+        else:
+            terms = np.moveaxis(drivers, 2, 0)  # (covariates, n, steps)
+            eta_signed = np.empty(codes.shape[1:])
+            eta_signed[...] = self.coef[0, 0]
+            for f in range(len(COVARIATES)):
+                eta_signed += terms[f]
+            eta_lost = _linear_predictor(codes, self.coef[:, 1:])[0]
+        _nothing, h_signed, h_lost = _outcome_probabilities(eta_signed, eta_lost)
+        return h_signed, h_lost
 
     def _drivers(self, codes: np.ndarray) -> np.ndarray:
         """Per contract and step: each covariate's contribution to the log signing hazard.
