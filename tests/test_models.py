@@ -335,6 +335,17 @@ def test_fit_and_forecasts_do_not_depend_on_the_chunk_size(training: Training, m
     np.testing.assert_array_equal(fc.drivers, drivers)
 
 
+def test_next_launch_month_by_table_is_the_month_by_month_search() -> None:
+    month = np.arange(-40.0, 40.0)  # month indices (from the origin's year), as the launch pull computes them
+    for launch_months in ((3, 9), (1,), (12,), (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), ()):
+        ctx = {"launch_months": np.asarray(launch_months)}
+        searched = np.full(len(month), np.nan)
+        for k in range(12, 0, -1):  # the search the launch pull first did on every panel row
+            searched = np.where(np.isin((month + k) % 12 + 1, ctx["launch_months"]), month + k, searched)
+        looked_up = month + panel_module._months_to_next_launch(ctx)[(month % 12).astype(int)]
+        np.testing.assert_array_equal(looked_up, searched)
+
+
 # --- 3. Cox coefficients: lifelines and statsmodels on the Rossi recidivism data ----------
 
 ROSSI_EFRON = {"fin": -0.379, "age": -0.057, "race": 0.314, "wexp": -0.150, "mar": -0.434, "paro": -0.085, "prio": 0.091}

@@ -207,15 +207,20 @@ def _launch_pull(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     habitual = _col(df, "days_to_end") + _col(df, "habit_offset_days")  # days after T
     m0, d0 = ctx["as_of_month0"], ctx["as_of_day0"]
     month = m0 + np.floor((np.nan_to_num(habitual) + d0) / MONTH_DAYS)  # month index of the habitual date
-    launch = np.full(len(df), np.nan)
-    for k in range(12, 0, -1):  # the first launch month after the habitual date's month
-        m = month + k
-        launch = np.where(np.isin(m % 12 + 1, ctx["launch_months"]), m, launch)
+    launch = month + _months_to_next_launch(ctx)[(month % 12).astype(int)]  # the first launch month after it
     start = (launch - m0) * MONTH_DAYS - d0  # day (after T) the launch month starts
     pulled = ~np.isnan(habitual) & (start - habitual <= LAUNCH_PULL_DAYS)
     since = tau - start
     codes = np.select([since < 0, since < MONTH_DAYS / 2, since < MONTH_DAYS], [1, 2, 3], 4)
     return np.where(pulled, codes, 0).astype(np.int16)
+
+
+def _months_to_next_launch(ctx: dict) -> np.ndarray:
+    """Months (1-12) from each month of the year (0-11) to the first launch month after it; NaN: none."""
+    ahead = np.full(12, np.nan)
+    for k in range(12, 0, -1):  # the nearest last
+        ahead[np.isin((np.arange(12) + k) % 12 + 1, ctx["launch_months"])] = k
+    return ahead
 
 
 def _launch_signer(df: pd.DataFrame, ctx: dict) -> np.ndarray:
