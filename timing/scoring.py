@@ -44,7 +44,7 @@ def month_columns(months: int) -> list[str]:
 
 #: Contracts scored at once: a contract's scores depend on its own features only, and the model's
 #: step-level arrays (a million contracts' covariate contributions are several GiB) stay bounded.
-SCORE_CHUNK = 100_000
+SCORE_CHUNK = 50_000
 
 
 def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version: str,

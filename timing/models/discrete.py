@@ -9,9 +9,13 @@ hazards. Cumulative incidence follows month by month:
 so monthly signing and lost probabilities never sum above one.
 
 The panel is collapsed to its distinct covariate patterns (all covariates are
-binned) with counts per outcome before fitting; the fit is a ridge-penalised
-maximum likelihood by L-BFGS on that sparse, much smaller table. Standard
-errors come from the inverse penalised information matrix.
+binned) with counts per outcome before fitting, chunk by chunk of panel rows
+(:func:`timing.models.panel.panel_chunks`), so the whole panel is never held;
+the fit is a ridge-penalised maximum likelihood by damped Newton on that
+sparse, much smaller table. Standard errors come from the inverse penalised
+information matrix. Predictions look each covariate's coefficient up by its
+level code (no sparse design), in the same order of summation as the design's
+product.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from timing.models.panel import (
 )
 
 OUTCOMES = ("signed", "lost")
+HAZARD_BLOCK = 8192  # contracts whose hazards are computed at once (arrays of about 1.5 MiB)
 
 
 def collapse(codes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,17 +317,23 @@ class DiscreteHazardResult(ModelResult):
 
     def _hazards(self, codes: np.ndarray, drivers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Signing and lost hazards (n, steps) from the codes; the signing terms are the ``drivers``
-        when given (:meth:`_drivers`), added up in the same order as :func:`_linear_predictor` adds."""
-        if drivers is None:
-            eta_signed, eta_lost = _linear_predictor(codes, self.coef)
-        else:
-            terms = np.moveaxis(drivers, 2, 0)  # (covariates, n, steps)
-            eta_signed = np.empty(codes.shape[1:])
-            eta_signed[...] = self.coef[0, 0]
-            for f in range(len(COVARIATES)):
-                eta_signed += terms[f]
-            eta_lost = _linear_predictor(codes, self.coef[:, 1:])[0]
-        _nothing, h_signed, h_lost = _outcome_probabilities(eta_signed, eta_lost)
+        when given (:meth:`_drivers`), added up in the same order as :func:`_linear_predictor` adds.
+        Computed ``HAZARD_BLOCK`` contracts at a time, so that the arrays summed stay in cache."""
+        n, steps = codes.shape[1:]
+        terms = None if drivers is None else np.moveaxis(drivers, 2, 0)  # (covariates, n, steps)
+        h_signed, h_lost = np.empty((n, steps)), np.empty((n, steps))
+        for a in range(0, n, HAZARD_BLOCK):
+            block = codes[:, a:a + HAZARD_BLOCK]
+            if terms is None:
+                eta_signed, eta_lost = _linear_predictor(block, self.coef)
+            else:
+                eta_signed = np.empty(block.shape[1:])
+                eta_signed[...] = self.coef[0, 0]
+                for f in range(len(COVARIATES)):
+                    eta_signed += terms[f, a:a + HAZARD_BLOCK]
+                eta_lost = _linear_predictor(block, self.coef[:, 1:])[0]
+            _nothing, h_signed[a:a + HAZARD_BLOCK], h_lost[a:a + HAZARD_BLOCK] = \
+                _outcome_probabilities(eta_signed, eta_lost)
         return h_signed, h_lost
 
     def _drivers(self, codes: np.ndarray) -> np.ndarray:

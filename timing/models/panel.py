@@ -14,6 +14,11 @@ Every covariate is binned, and the panel is one-hot encoded into a sparse
 matrix with a reference level per covariate, so a fitted coefficient reads as
 a log hazard ratio against that reference.
 
+The covariate definitions come first; the machinery that builds the panel
+(:func:`panel_chunks`: a bounded number of contract-step rows at a time, from
+compact copies of the columns the covariates read) comes after them and does
+not need to change when a covariate is added.
+
 Notes
 -----
 Step k covers days ``((k-1)*step, k*step]`` after T and its covariates are
