@@ -163,3 +163,14 @@ def test_forecast_volume_from_the_store(store: Path) -> None:
     assert branches.groupby("branch_id").size().eq(2).all()
     with pytest.raises(ValueError, match="months"):
         forecast_volume(store, months=0)
+
+
+def test_a_large_portfolio_gets_the_refined_normal_interval_within_one_signing(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    p = rng.beta(0.4, 4, size=(20_000, 4))  # about 1,800 +- 40 signings a month
+    monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 10**12)  # force the exact FFT
+    exact = poisson_binomial_interval(p, 0.8)
+    monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 0)  # force the approximation
+    approx = poisson_binomial_interval(p, 0.8)
+    assert np.abs(exact[0] - approx[0]).max() <= 1 and np.abs(exact[1] - approx[1]).max() <= 1
+    assert (approx[0] < p.sum(axis=0)).all() and (approx[1] > p.sum(axis=0)).all()
