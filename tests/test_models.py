@@ -409,6 +409,16 @@ def test_cox_estimates_only_levels_it_has_seen_enough_of(fitted: dict, training:
         assert np.isfinite(params).all() and (params.abs() < 10).all(), params[params.abs() >= 10]
 
 
+def test_cox_sees_a_seeded_sample_of_a_large_training_set(fitted: dict, training: Training) -> None:
+    n = len(training.lm)
+    whole = CoxHazard(max_rows=n).fit(training.lm)  # the cap reached exactly: no sample
+    pd.testing.assert_series_equal(whole.parts["signed"][0], fitted["cox"].parts["signed"][0])
+    a, b = (CoxHazard(max_rows=n // 2).fit(training.lm) for _ in range(2))
+    pd.testing.assert_series_equal(a.parts["signed"][0], b.parts["signed"][0])  # reproducible
+    other = CoxHazard(max_rows=n // 2, seed=1).fit(training.lm)
+    assert not a.parts["signed"][0].equals(other.parts["signed"][0])  # a different half: other estimates
+
+
 # --- 5. the Kaplan-Meier baseline is lifelines' Kaplan-Meier / Aalen-Johansen --------------
 
 
