@@ -82,3 +82,20 @@ def test_the_habit_leaves_out_renewals_signed_right_after_a_critical_fault(
         assert k2["habit_offset_days"] == -42 and k2["habit_offset_sd"] == pytest.approx(np.std([-22, -62], ddof=1))
     # months in which the customer signed: January 2021 and December 2023
     assert k2["signed_months_mask"] == (1 << 0) | (1 << 11)
+
+
+def test_last_time_is_the_latest_signing_and_the_contract_id_breaks_a_tie(
+        make_export: Callable[..., Path], tmp_path: Path) -> None:
+    # C1 renews two cars in one deal on 2023-12-01: K1 (62 days early) and K1b (91 days early)
+    t = base_tables()
+    k1, k2 = t["contracts"][0], t["contracts"][1]
+    k1b = {**k1, "contract_id": "K1b", "vehicle_id": "V6", "scheduled_end_date": "2024-03-01",
+           "actual_end_date": "2024-03-01"}
+    k2b = {**k2, "contract_id": "K2b", "vehicle_id": "V7", "predecessor_contract_id": "K1b"}
+    vehicles = [*t["vehicles"], {**t["vehicles"][0], "vehicle_id": "V7"}]
+    export = make_export("deal", contracts=[k1, k1b, k2, k2b, *t["contracts"][2:]], vehicles=vehicles)
+    ingest(export, tmp_path / "deal.duckdb", as_of=date(2026, 6, 30))
+    with open_snapshot(tmp_path / "deal.duckdb") as snap:
+        f = features_at(snap.con, snap.schema, snap.as_of).set_index("contract_id")
+    assert f.loc[["K2", "K2b"], "last_offset_days"].tolist() == [-91, -91]  # 'K1b' > 'K1'
+    assert f.loc["K2", "habit_offset_days"] == pytest.approx((-62 - 91) / 2)

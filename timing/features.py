@@ -169,7 +169,7 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
           AND f.recorded_at < o.outcome_date + INTERVAL 1 DAY
     ),
     past_all AS (
-        SELECT k.customer_id, o.outcome, o.outcome_date,
+        SELECT k.customer_id, k.contract_id, o.outcome, o.outcome_date,
                datediff('day', k.scheduled_end_date, o.outcome_date) AS offset_days,
                o.outcome = 'repurchased' AND af.contract_id IS NULL AS habitual
         FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
@@ -186,7 +186,9 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
                CASE WHEN count(*) FILTER (WHERE habitual) > 0
                     THEN stddev_samp(offset_days) FILTER (WHERE habitual)
                     ELSE stddev_samp(offset_days) FILTER (WHERE outcome = 'repurchased') END AS habit_offset_sd,
-               arg_max(offset_days, outcome_date) FILTER (WHERE outcome = 'repurchased') AS last_offset_days,
+               -- the latest signing; a fleet renewed in one deal signs several on one day: the contract id decides
+               arg_max(offset_days, CAST(outcome_date AS VARCHAR) || contract_id)
+                   FILTER (WHERE outcome = 'repurchased') AS last_offset_days,
                coalesce(sum(DISTINCT CAST(power(2, month(outcome_date) - 1) AS BIGINT))
                    FILTER (WHERE outcome = 'repurchased'), 0) AS signed_months_mask
         FROM past_all
