@@ -42,6 +42,7 @@ from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
 from timing.models import REGISTRY, RESULTS, ModelResult, MonthlyForecast
 from timing.models import panel as panel_module
+from timing.models.base import predict_probabilities
 from timing.models.cox import MIN_LEVEL_ROWS, CoxHazard, fit_cox, origin_covariates
 from timing.models.discrete import (
     DiscreteHazard,
@@ -407,6 +408,16 @@ def test_cox_estimates_only_levels_it_has_seen_enough_of(fitted: dict, training:
     for cause in ("signed", "lost"):
         params = result.parts[cause][0]
         assert np.isfinite(params).all() and (params.abs() < 10).all(), params[params.abs() >= 10]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_evaluation_predicts_block_by_block_without_drivers(family: str, fitted: dict, training: Training) -> None:
+    whole = fitted[family].predict(training.open_now)
+    blocks = predict_probabilities(fitted[family], training.open_now, chunk=7)
+    assert blocks.drivers is None and blocks.steps_per_month == whole.steps_per_month
+    np.testing.assert_array_equal(blocks.contract_id, whole.contract_id)
+    np.testing.assert_allclose(blocks.step_signed, whole.step_signed, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(blocks.step_lost, whole.step_lost, rtol=1e-12, atol=0)
 
 
 def test_cox_sees_a_seeded_sample_of_a_large_training_set(fitted: dict, training: Training) -> None:

@@ -30,6 +30,7 @@ from timing.evaluation import Observed, calibration_by_month, evaluate
 from timing.features import features_at
 from timing.modelio import SavedModel, save_model
 from timing.models import BASELINE, REGISTRY, ModelResult
+from timing.models.base import predict_probabilities
 from timing.models.landmarks import (
     Landmarks,
     landmarks,
@@ -145,12 +146,12 @@ def fit_at(
     obs_h = observed_from(eval_h)
     horizon_h = min(cfg.months, cfg.holdout_months)
     baseline_h = make_spec(cfg, BASELINE).fit(train_h)
-    base_fc = baseline_h.predict(eval_h.features)
+    base_fc = predict_probabilities(baseline_h, eval_h.features)
     rows, fitted = [], {}
     for family in (*cfg.families, BASELINE):
         say(f"holdout: fitting {family}")
         res = baseline_h if family == BASELINE else make_spec(cfg, family).fit(train_h)
-        fc = res.predict(eval_h.features)
+        fc = predict_probabilities(res, eval_h.features)
         fitted[family] = fc
         rows.append({"family": family, **evaluate(fc, base_fc, obs_h, horizon_h)})
     holdout = pd.DataFrame(rows)
@@ -235,6 +236,6 @@ def truth_observed(features: pd.DataFrame, truth: Path, as_of: date, months: int
 def evaluate_against_truth(model: ModelResult, baseline: ModelResult, features: pd.DataFrame, truth: Path,
                            as_of: date, months: int) -> dict[str, float]:
     obs = truth_observed(features, truth, as_of, months)
-    return evaluate(model.predict(features), baseline.predict(features), obs, months)
+    return evaluate(predict_probabilities(model, features), predict_probabilities(baseline, features), obs, months)
 
 

@@ -154,3 +154,23 @@ class ModelResult(ABC):
 
     @abstractmethod
     def to_tables(self) -> dict[str, pd.DataFrame | dict]: ...
+
+
+#: Contracts predicted at a time by :func:`predict_probabilities` (bounds the per-covariate drivers).
+PREDICT_CHUNK = 50_000
+
+
+def predict_probabilities(model: ModelResult, features: pd.DataFrame, chunk: int = PREDICT_CHUNK) -> MonthlyForecast:
+    """``model.predict`` block by block, keeping the probabilities and dropping the drivers.
+
+    For evaluation (holdout, truth folder), which needs no reasons: the
+    drivers hold covariates x steps numbers per contract, gigabytes for a
+    whole large portfolio at once, while the probabilities hold 2 x steps.
+    """
+    parts = [model.predict(features.iloc[i:i + chunk]) for i in range(0, max(len(features), 1), chunk)]
+    if len(parts) == 1:
+        return MonthlyForecast(parts[0].contract_id, parts[0].step_signed, parts[0].step_lost,
+                               parts[0].steps_per_month)
+    return MonthlyForecast(np.concatenate([p.contract_id for p in parts]),
+                           np.concatenate([p.step_signed for p in parts]),
+                           np.concatenate([p.step_lost for p in parts]), parts[0].steps_per_month)
