@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -55,11 +53,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import code_version, machine  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 CACHE = HERE / ".cache" / "due"
 AS_OF = date(2026, 10, 31)
 TARGET_SECONDS = 2.0
+DUE_CODE = ("timing/outputs", "timing/store.py")  # the code measured: uncommitted changes there are named
 REGIONS = np.array(["north", "south", "east", "west", "central", "islands"])
 CHANNELS = np.array(["account", "phone", "email", "sms", "letter"])
 VEHICLES = np.array(["BMW 320d", "Volkswagen Passat", "Skoda Octavia", "Mercedes-Benz C 220 d", "Peugeot 308",
@@ -252,31 +254,6 @@ def explain(store: Path) -> str:
         con.close()
 
 
-def machine() -> str:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} × {cpu}, {mem:.1f} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, duckdb {duckdb.__version__}, pandas {pd.__version__}")
-
-
-def code_version() -> str:
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown commit"
-    dirty = git("status", "--porcelain", "--", "timing/outputs", "timing/store.py")
-    return head + (" + uncommitted changes to timing/outputs" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--windows", type=int, default=1_000_000, help="windows in the current plan")
@@ -340,7 +317,7 @@ def record(args: argparse.Namespace, rows: list[dict[str, Any]], fresh: float, f
         "",
         f"### due list, {args.windows:,} windows in the current plan: {now}",
         "",
-        f"`{command.strip()}`; code: {code_version()}; machine: {machine()}; "
+        f"`{command.strip()}`; code: {code_version(DUE_CODE)}; machine: {machine()}; "
         f"load average before the run: {load}; {store_line}.",
         "",
         "| query | rows | median s | slowest s |",

@@ -66,6 +66,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import code_version, cpu_and_memory  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".cache"
 RESULTS = HERE / "RESULTS.md"
@@ -77,6 +80,8 @@ FORMATS = ("csv", "parquet")
 #: Targets on the reference machine (2 cores, 24 GB).
 TARGET_SECONDS = {"csv": 20.0, "parquet": 10.0}
 TARGET_RSS_MIB = 2048.0
+#: The code measured: uncommitted changes there are named with the results.
+INGEST_CODE = ("timing/ingest.py", "timing/schema.py", "timing/store.py", "timing/outcomes.py")
 TABLE_NAMES = ("customers", "vehicles", "contracts", "readings")
 
 DAY_S = 86_400
@@ -667,13 +672,7 @@ def measure(fmt: str, export_dir: Path, store: Path, injected: Injected, profile
 def machine() -> dict[str, str]:
     import duckdb
 
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu, mem_gib = cpu_and_memory()
     return {
         "cpus": str(os.cpu_count()),
         "cpu": cpu,
@@ -683,31 +682,8 @@ def machine() -> dict[str, str]:
         "pyarrow": pa.__version__,
         "os": f"{platform.system()} {platform.release()}",
         "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        "code": code_version(),
+        "code": code_version(INGEST_CODE),
     }
-
-
-def code_version() -> str:
-    """The commit benchmarked, and whether the ingest code differs from it."""
-    root = HERE.parent
-
-    def git(*a: str) -> str:
-        try:
-            out = subprocess.run(
-                ["git", *a], cwd=root, capture_output=True, text=True, check=True
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-        return out.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown commit"
-    files = ("timing/ingest.py", "timing/schema.py", "timing/store.py", "timing/outcomes.py")
-    dirty = git("status", "--porcelain", "--", *files)
-    return head + (
-        " + uncommitted changes to " + ", ".join(line[3:] for line in dirty.splitlines())
-        if dirty
-        else ""
-    )
 
 
 def _table(runs: list[Run]) -> list[str]:

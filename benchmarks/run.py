@@ -284,19 +284,25 @@ def code_version(files: tuple[str, ...] = ("timing",)) -> str:
     return f"{head} + uncommitted changes to {shown}"
 
 
-def machine() -> str:
-    import duckdb
-    import numpy
-    import pandas
-    import scipy
-
+def cpu_and_memory() -> tuple[str, float]:
+    """The CPU model name and the machine's RAM in GiB."""
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return cpu, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def machine() -> str:
+    """One line describing the machine and the library versions (for RESULTS.md)."""
+    import duckdb
+    import numpy
+    import pandas
+    import scipy
+
+    cpu, mem_gib = cpu_and_memory()
     return (f"{os.cpu_count()} × {cpu}, {mem_gib:.1f} GiB RAM, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, duckdb {duckdb.__version__}, numpy {numpy.__version__}, "
             f"pandas {pandas.__version__}, scipy {scipy.__version__}")
