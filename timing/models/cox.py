@@ -60,7 +60,7 @@ def origin_covariates(features: pd.DataFrame, launch_months: tuple[int, ...]) ->
             continue
         for level in range(1, cov.n_levels):
             cols[f"{cov.name}={cov.labels[level]}"] = (codes[:, f] == level).astype(float)
-    end = _end_codes(features, tau)
+    end = _end_codes(features, tau, {})
     stratum = pd.Series([STRATA.get(int(e), PASSED) for e in end], index=features.index, name="stratum")
     return pd.DataFrame(cols, index=features.index), stratum
 

@@ -30,6 +30,7 @@ spread of their past signing offsets (30 days when only one is known).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -80,27 +81,56 @@ END_LABELS = ("more than a year to the scheduled end", "scheduled end passed 6+ 
               "scheduled end in 5 months", "scheduled end in 6-8 months", "scheduled end in 9-12 months")
 
 
-def _end_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
+def _once(fn: Callable) -> Callable:
+    """A code or group several covariates share: computed once per :func:`covariate_codes` call.
+
+    ``covariate_codes`` puts a fresh ``memo`` dict in the context; called
+    without one (``ctx = {}``) the function simply runs.
+    """
+
+    @functools.wraps(fn)
+    def shared(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+        memo = ctx.get("memo")
+        if memo is None:
+            return fn(df, tau, ctx)
+        if fn.__name__ not in memo:
+            memo[fn.__name__] = fn(df, tau, ctx)
+        return memo[fn.__name__]
+
+    return shared
+
+
+def _split(base: Callable, group: Callable, inside: bool = True) -> Callable:
+    """A covariate: ``base``'s levels for the rows in ``group`` (or outside it), the reference level elsewhere.
+
+    Splitting one binned effect by what is known of the customer lets each
+    group have its own curve (first contract vs a steady habit, heavy users vs
+    the others) without an interaction for every level.
+    """
+
+    def code(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+        return np.where(group(df, tau, ctx) == inside, base(df, tau, ctx), 0).astype(np.int16)
+
+    return code
+
+
+@_once
+def _end_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     # months until the scheduled end at mid-step; reference: more than 12 months away
     m = np.floor((_col(df, "days_to_end") - tau) / MONTH_DAYS)
     codes = np.digitize(m, END_EDGES).astype(np.int16)  # 0: < -6 ... 13: >= 13
     return np.where(codes == 13, 0, codes + 1).astype(np.int16)
 
 
-def _has_history(df: pd.DataFrame) -> np.ndarray:
+@_once
+def _has_history(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     return ~np.isnan(_col(df, "habit_offset_days"))
 
 
-def _end_first(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_has_history(df), 0, _end_codes(df, tau)).astype(np.int16)
-
-
-def _end_known(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_has_history(df) & ~_consistent(df), _end_codes(df, tau), 0).astype(np.int16)
-
-
-def _end_consistent(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_consistent(df), _end_codes(df, tau), 0).astype(np.int16)
+@_once
+def _varying_habit(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
+    """Earlier renewals known, but not a steady habit."""
+    return _has_history(df, tau, ctx) & ~_consistent(df, tau, ctx)
 
 
 HABIT_EDGES = [-2.5, -1.5, -1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 1.5, 2.5]
@@ -112,7 +142,8 @@ HABIT_LABELS = ("no earlier renewal", "habitual signing date far ahead", "habitu
                 "habitual signing date passed long ago")
 
 
-def _habit_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
+@_once
+def _habit_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     off = _col(df, "habit_offset_days")
     sd = _col(df, "habit_offset_sd")
     sd = np.where(np.isnan(sd), HABIT_SD_ONE_OBSERVATION, sd)
@@ -120,17 +151,10 @@ def _habit_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(off), 0, _cut(z, HABIT_EDGES) + 1).astype(np.int16)
 
 
-def _consistent(df: pd.DataFrame) -> np.ndarray:
+@_once
+def _consistent(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """Two or more past signings within a few weeks of each other."""
     return np.nan_to_num(_col(df, "habit_offset_sd"), nan=np.inf) <= CONSISTENT_SD_DAYS
-
-
-def _habit(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_consistent(df), 0, _habit_codes(df, tau)).astype(np.int16)
-
-
-def _habit_consistent(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_consistent(df), _habit_codes(df, tau), 0).astype(np.int16)
 
 
 ALLOWANCE_EDGES = [-120, -60, -30, -15, 0, 15, 30, 60, 120, 240]
@@ -142,24 +166,18 @@ ALLOWANCE_LABELS = ("allowance not reached for 4+ months", "allowance reached in
                     "allowance exceeded 8+ months ago")
 
 
-def _allowance_codes(df: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
+@_once
+def _allowance_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     # days since the projected day the total allowance is reached (negative: before)
     d = _col(df, "days_to_allowance")
     gap = tau - np.where(np.isfinite(d), d, 1e7)
     return _cut(gap, ALLOWANCE_EDGES)
 
 
-def _heavy(df: pd.DataFrame) -> np.ndarray:
+@_once
+def _heavy(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """Drives clearly more than the contract allows (reaches the allowance before the scheduled end)."""
     return np.nan_to_num(_col(df, "usage_ratio"), nan=0.0) >= HEAVY_USAGE_RATIO
-
-
-def _allowance(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_heavy(df), 0, _allowance_codes(df, tau)).astype(np.int16)
-
-
-def _allowance_heavy(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_heavy(df), _allowance_codes(df, tau), 0).astype(np.int16)
 
 
 FAULT_EDGES = [15, 30, 45, 60, 75, 90, 180]
@@ -202,6 +220,7 @@ LAUNCH_PULL_LABELS = ("habitual date not just before a model launch",
                       "model launch after the habitual date: launch month over")
 
 
+@_once
 def _launch_pull(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """Where a model launch may pull the customer's habitual signing date forward.
 
@@ -228,19 +247,14 @@ def _months_to_next_launch(ctx: dict) -> np.ndarray:
     return ahead
 
 
-def _launch_signer(df: pd.DataFrame, ctx: dict) -> np.ndarray:
+@_once
+def _launch_signer(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """Signed an earlier contract in a model launch month."""
     bits = int(sum(1 << (int(m) - 1) for m in ctx["launch_months"]))
     mask = np.nan_to_num(_col(df, "signed_months_mask")).astype(np.int64)
     return (mask & bits) != 0
 
 
-def _launch_pull_other(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_launch_signer(df, ctx), 0, _launch_pull(df, tau, ctx)).astype(np.int16)
-
-
-def _launch_pull_signer(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
-    return np.where(_launch_signer(df, ctx), _launch_pull(df, tau, ctx), 0).astype(np.int16)
 
 
 def _static(column: str, edges: list[float]) -> Callable:
@@ -290,18 +304,18 @@ def _contacted(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
 
 
 COVARIATES: tuple[Binned, ...] = (
-    Binned("end", END_LABELS, _end_first),
-    Binned("end_with_history", END_LABELS, _end_known),
-    Binned("end_consistent_habit", END_LABELS, _end_consistent),
-    Binned("habit", HABIT_LABELS, _habit),
-    Binned("habit_consistent", HABIT_LABELS, _habit_consistent),
-    Binned("allowance", ALLOWANCE_LABELS, _allowance),
-    Binned("allowance_heavy_user", ALLOWANCE_LABELS, _allowance_heavy),
+    Binned("end", END_LABELS, _split(_end_codes, _has_history, inside=False)),
+    Binned("end_with_history", END_LABELS, _split(_end_codes, _varying_habit)),
+    Binned("end_consistent_habit", END_LABELS, _split(_end_codes, _consistent)),
+    Binned("habit", HABIT_LABELS, _split(_habit_codes, _consistent, inside=False)),
+    Binned("habit_consistent", HABIT_LABELS, _split(_habit_codes, _consistent)),
+    Binned("allowance", ALLOWANCE_LABELS, _split(_allowance_codes, _heavy, inside=False)),
+    Binned("allowance_heavy_user", ALLOWANCE_LABELS, _split(_allowance_codes, _heavy)),
     Binned("fault", FAULT_LABELS, _fault),
     Binned("battery", BATTERY_LABELS, _battery),
     Binned("launch", LAUNCH_LABELS, _launch),
-    Binned("launch_pull", LAUNCH_PULL_LABELS, _launch_pull_other),
-    Binned("launch_pull_launch_signer", LAUNCH_PULL_LABELS, _launch_pull_signer),
+    Binned("launch_pull", LAUNCH_PULL_LABELS, _split(_launch_pull, _launch_signer, inside=False)),
+    Binned("launch_pull_launch_signer", LAUNCH_PULL_LABELS, _split(_launch_pull, _launch_signer)),
     Binned("renewals", ("no earlier renewal", "1 earlier renewal", "2 earlier renewals", "3+ earlier renewals"),
            _static("n_renewals", [1, 2, 3])),
     Binned("lost_before", ("never lost before", "lost a contract before"), _static("n_lost", [1])),
@@ -364,6 +378,7 @@ def level_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
 def covariate_codes(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """:func:`level_codes` laid out by covariate: ``(covariates, rows)``."""
     out = np.empty((len(COVARIATES), len(df)), np.int16)
+    ctx = {**ctx, "memo": {}}  # the codes and groups split across covariates, computed once
     for f, c in enumerate(COVARIATES):
         out[f] = c.code(df, tau, ctx)
         if len(df) and not 0 <= out[f].min() <= out[f].max() < c.n_levels:
