@@ -116,14 +116,10 @@ class TableReport:
         return self.read == self.loaded + self.set_aside + self.duplicates
 
 
-@dataclass(frozen=True)
-class IngestReport:
-    export_dir: str
-    store: str
-    as_of: date
-    as_of_inferred: bool
+class TableReports:
+    """Look-ups over the ``tables`` of an ingest report (DuckDB's or Spark's)."""
+
     tables: tuple[TableReport, ...]
-    seconds: float
 
     def table(self, name: str) -> TableReport:
         return next(t for t in self.tables if t.table == name)
@@ -131,6 +127,16 @@ class IngestReport:
     @property
     def set_aside(self) -> int:
         return sum(t.set_aside for t in self.tables)
+
+
+@dataclass(frozen=True)
+class IngestReport(TableReports):
+    export_dir: str
+    store: str
+    as_of: date
+    as_of_inferred: bool
+    tables: tuple[TableReport, ...]
+    seconds: float
 
     def summary(self) -> str:
         """Rows read / loaded / set aside / duplicates per table, and the reasons."""

@@ -40,6 +40,7 @@ from timing.ingest import (
     NON_DECREASING,
     ExportError,
     TableReport,
+    TableReports,
     _column_rules,
     _lit,
     _orphan_rules,
@@ -68,7 +69,7 @@ class StagedTable:
 
 
 @dataclass(frozen=True)
-class SparkIngestReport:
+class SparkIngestReport(TableReports):
     """What the Spark checks did: one :class:`~timing.ingest.TableReport` per big table."""
 
     out_dir: Path
@@ -76,13 +77,6 @@ class SparkIngestReport:
     tables: tuple[TableReport, ...]
     latest: date | None  # the latest date in the checked tables, for inferring the as-of date
     seconds: float
-
-    def table(self, name: str) -> TableReport:
-        return next(t for t in self.tables if t.table == name)
-
-    @property
-    def set_aside(self) -> int:
-        return sum(t.set_aside for t in self.tables)
 
 
 def duckdb_type(spark_type: object) -> str:
