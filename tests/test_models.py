@@ -14,6 +14,7 @@ bundled with lifelines (``load_rossi``), so nothing here touches the network.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import scipy.sparse as sp
 import statsmodels.api as sm
 from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.datasets import load_rossi
@@ -46,6 +48,8 @@ from timing.models.base import predict_probabilities
 from timing.models.cox import MIN_LEVEL_ROWS, CoxHazard, fit_cox, origin_covariates
 from timing.models.discrete import (
     DiscreteHazard,
+    _Gram,
+    _information,
     _probabilities,
     _with_intercept,
     collapse,
@@ -334,6 +338,38 @@ def test_fit_and_forecasts_do_not_depend_on_the_chunk_size(training: Training, m
     beta = np.concatenate([[0.0], whole.coef[1:, 0]])
     drivers = beta[np.where(design.codes > 0, design.codes + offsets, 0)].reshape(n, steps, len(COVARIATES))
     np.testing.assert_array_equal(fc.drivers, drivers)
+
+
+def test_information_from_the_pair_operator_is_the_sparse_product(training: Training) -> None:
+    codes, counts = DiscreteHazard(months=12).patterns(training.lm)
+    rng = np.random.default_rng(3)
+    Xi = _with_intercept(encode_codes(codes))
+    P = rng.dirichlet([6.0, 1.0, 1.0], size=Xi.shape[0])
+    total, pen = counts.sum(axis=1), np.r_[0.0, np.full(Xi.shape[1] - 1, 0.7)]
+    np.testing.assert_allclose(_Gram(Xi).information(P, total, pen), _information(Xi, P, total, pen),
+                               rtol=1e-12, atol=1e-9)
+    # any sparse matrix, values other than one and empty rows included
+    X = sp.random(300, 17, density=0.2, format="csr", random_state=4)
+    w = rng.normal(size=(300, 2))
+    got = _Gram(X).products(w)
+    for j in range(2):
+        np.testing.assert_allclose(got[j], (X.T @ X.multiply(w[:, [j]])).toarray(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_warm_started_fit_reaches_the_same_optimum_in_fewer_steps(training: Training) -> None:
+    spec = DiscreteHazard(months=12)
+    cold = spec.fit(training.lm)
+    origin = pd.to_datetime(training.lm.features["as_of"])
+    early = spec.fit(training.lm.subset((origin < origin.max()).to_numpy()))
+    warm = spec.fit(training.lm, start=early)
+    assert warm.iterations < cold.iterations
+    np.testing.assert_allclose(warm.coef, cold.coef, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(warm.cov, cold.cov, rtol=1e-3, atol=1e-8)
+    fc_cold, fc_warm = cold.predict(training.open_now), warm.predict(training.open_now)
+    np.testing.assert_allclose(fc_warm.step_signed, fc_cold.step_signed, rtol=0, atol=1e-6)
+    # a start far off the optimum (or worse than the intercepts alone) still converges there
+    bad = dataclasses.replace(early, coef=early.coef + 5.0)
+    np.testing.assert_allclose(spec.fit(training.lm, start=bad).coef, cold.coef, rtol=0, atol=1e-4)
 
 
 def test_next_launch_month_by_table_is_the_month_by_month_search() -> None:

@@ -31,6 +31,7 @@ from timing.features import features_at
 from timing.modelio import SavedModel, save_model
 from timing.models import BASELINE, REGISTRY, ModelResult
 from timing.models.base import predict_probabilities
+from timing.models.discrete import DiscreteHazard
 from timing.models.landmarks import (
     Landmarks,
     landmarks,
@@ -147,12 +148,12 @@ def fit_at(
     horizon_h = min(cfg.months, cfg.holdout_months)
     baseline_h = make_spec(cfg, BASELINE).fit(train_h)
     base_fc = predict_probabilities(baseline_h, eval_h.features)
-    rows, fitted = [], {}
+    rows, fitted, results = [], {}, {}
     for family in (*cfg.families, BASELINE):
         say(f"holdout: fitting {family}")
         res = baseline_h if family == BASELINE else make_spec(cfg, family).fit(train_h)
         fc = predict_probabilities(res, eval_h.features)
-        fitted[family] = fc
+        fitted[family], results[family] = fc, res
         rows.append({"family": family, **evaluate(fc, base_fc, obs_h, horizon_h)})
     holdout = pd.DataFrame(rows)
     candidates = holdout[holdout["family"] != BASELINE]
@@ -163,7 +164,10 @@ def fit_at(
     t2 = time.perf_counter()
     say(f"refitting {chosen} on all {len(origins)} origins")
     train = landmarks(feats, outcomes_T, T, cfg.months)
-    final: ModelResult = make_spec(cfg, chosen).fit(train)
+    spec = make_spec(cfg, chosen)
+    # the discrete model's Newton starts from its holdout fit: the same optimum in a few steps
+    final: ModelResult = (spec.fit(train, start=results[chosen]) if isinstance(spec, DiscreteHazard)
+                          else spec.fit(train))
     stages["fit"] = time.perf_counter() - t2
 
     truth_metrics = None

@@ -59,21 +59,61 @@ def _merge(codes: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarra
     pattern key, with their ``counts`` (rows, 3) summed."""
     if codes.shape[1] == 0:
         return np.zeros((0, len(COVARIATES)), np.int16), np.zeros((0, 3))
-    radix = np.array([c.n_levels for c in COVARIATES], dtype=np.int64)
-    if np.prod(radix.astype(float)) < 2.0**62:
-        mult = np.concatenate([[1], np.cumprod(radix[:-1])])
-        key = np.zeros(codes.shape[1], np.int64)
-        for f in range(len(COVARIATES)):
-            key += mult[f] * codes[f].astype(np.int64)
-        _uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        patterns = np.ascontiguousarray(codes[:, first].T)
-    else:  # too many covariate levels for one integer key: compare whole rows
-        patterns, inverse = np.unique(codes.T, axis=0, return_inverse=True)
+    mult = _key_multipliers()
+    if mult is not None:
+        keys, out = _merge_keys(_pattern_keys(codes, mult), counts)
+        return _decode_keys(keys, mult), out
+    # too many covariate levels for one integer key: compare whole rows
+    patterns, inverse = np.unique(codes.T, axis=0, return_inverse=True)
     inverse = inverse.ravel()
     out = np.zeros((len(patterns), 3))
     for j in range(3):
         out[:, j] = np.bincount(inverse, weights=counts[:, j], minlength=len(patterns))
     return patterns, out
+
+
+def _key_multipliers() -> np.ndarray | None:
+    """Place values of the mixed-radix pattern key (covariate f's code times ``mult[f]``), or None
+    when the levels' product does not fit in one 64-bit integer."""
+    radix = np.array([c.n_levels for c in COVARIATES], dtype=np.int64)
+    if np.prod(radix.astype(float)) >= 2.0**62:
+        return None
+    return np.concatenate([[1], np.cumprod(radix[:-1])]).astype(np.int64)
+
+
+def _pattern_keys(codes: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """One integer per column of ``codes`` ``(covariates, rows)``: its mixed-radix key."""
+    key = np.zeros(codes.shape[1], np.int64)
+    for f in range(len(mult)):
+        key += mult[f] * codes[f].astype(np.int64)
+    return key
+
+
+def _decode_keys(keys: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """The codes ``(rows, covariates)`` (int16) behind mixed-radix keys."""
+    radix = np.array([c.n_levels for c in COVARIATES], dtype=np.int64)
+    out = np.empty((len(keys), len(mult)), np.int16)
+    for f in range(len(mult)):
+        out[:, f] = (keys // mult[f]) % radix[f]
+    return out
+
+
+def _merge_keys(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``keys``, sorted, with their ``counts`` (rows, 3) summed."""
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.ravel()
+    out = np.zeros((len(uniq), 3))
+    for j in range(3):
+        out[:, j] = np.bincount(inverse, weights=counts[:, j], minlength=len(uniq))
+    return uniq, out
+
+
+def _collapse_keys(keys: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct ``keys``, sorted, with counts of outcomes 0, 1, 2 among their rows."""
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    cell = inverse.ravel() * 3 + np.asarray(y, dtype=np.int64)
+    out = np.bincount(cell, minlength=3 * len(uniq)).reshape(len(uniq), 3).astype(float)
+    return uniq, out
 
 
 def _with_intercept(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -112,18 +152,23 @@ def _linear_predictor(codes: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def fit_multinomial(X: sp.csr_matrix, counts: np.ndarray, penalty: float, max_iter: int = 100,
-                    tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray, int]:
+                    tol: float = 1e-9, start: np.ndarray | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Ridge-penalised multinomial logit on collapsed data; returns (B, covariance, iterations).
 
     Damped Newton with the exact information matrix: a few hundred parameters
     make the (2p x 2p) matrix cheap, it is needed for the standard errors
     anyway, and Newton converges in about ten steps where L-BFGS took hundreds.
+    ``start`` (coefficients ``(1 + p, 2)``, e.g. of a fit on related data) is where Newton
+    starts instead of the intercepts alone; the problem is strictly convex and the stopping
+    rule the same, so it changes the iterations, not the optimum.
     """
     Xi = _with_intercept(X)
     p = Xi.shape[1]
     total = counts.sum(axis=1)
     pen = np.full(p, penalty)
     pen[0] = 0.0  # the intercepts are not shrunk
+    gram = _Gram(Xi)
 
     def objective(B: np.ndarray) -> tuple[float, np.ndarray]:
         P = _probabilities(Xi, B)
@@ -133,10 +178,14 @@ def fit_multinomial(X: sp.csr_matrix, counts: np.ndarray, penalty: float, max_it
     B = np.zeros((p, 2))
     B[0] = np.log(np.maximum(counts[:, 1:].sum(axis=0), 0.5) / max(counts[:, 0].sum(), 1.0))
     f, P = objective(B)
+    if start is not None and np.shape(start) == B.shape and np.all(np.isfinite(start)):
+        f_start, P_start = objective(np.asarray(start, dtype=float))
+        if f_start < f:  # never start worse than the intercepts alone
+            B, f, P = np.array(start, dtype=float), f_start, P_start
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned
         grad = -(Xi.T @ (counts[:, 1:] - total[:, None] * P[:, 1:])) + pen[:, None] * B
-        step = _solve(_information(Xi, P, total, pen), grad.ravel()).reshape(p, 2)
+        step = _solve(gram.information(P, total, pen), grad.ravel()).reshape(p, 2)
         decrease = float((grad * step).sum())
         t = 1.0
         while True:  # backtracking: Newton's full step can overshoot far from the optimum
@@ -148,7 +197,7 @@ def fit_multinomial(X: sp.csr_matrix, counts: np.ndarray, penalty: float, max_it
         f = f_new
         if converged and decrease <= 1e-8 * max(1.0, abs(f)):
             break
-    H = _information(Xi, P, total, pen)
+    H = gram.information(P, total, pen)
     try:
         cov = np.linalg.inv(H)
     except np.linalg.LinAlgError:
@@ -161,6 +210,67 @@ def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
         return np.linalg.solve(H, g)
     except np.linalg.LinAlgError:
         return np.linalg.lstsq(H, g, rcond=None)[0]
+
+
+class _Gram:
+    """``Xi.T @ diag(w) @ Xi`` for one sparse ``Xi`` and many weight vectors ``w``.
+
+    Each row of ``Xi`` adds ``w * x_a * x_b`` to cell (a, b) for every pair a <= b of its
+    non-zero columns; those (cell, row, x_a x_b) triples are laid out once as a sparse
+    (cells x rows) operator, after which each product is one sparse matrix-vector product
+    (a few tens of milliseconds where a sparse matrix-matrix product took several hundred).
+    """
+
+    def __init__(self, Xi: sp.csr_matrix) -> None:
+        Xi = Xi.tocsr(copy=True)
+        Xi.sum_duplicates()
+        Xi.sort_indices()
+        n, p = Xi.shape
+        self.p = p
+        nnz = np.diff(Xi.indptr)
+        # the operator's columns are the rows in order of their number of entries (a permutation of
+        # the rows, undone on the weights), so that rows of one width lay out as one dense block
+        self.order = np.argsort(nnz, kind="stable")
+        widths, starts = np.unique(nnz[self.order], return_index=True)
+        bounds = np.append(starts, n)
+        cells, values = [], []
+        for i, k in enumerate(widths):
+            if k == 0:
+                continue
+            r = self.order[bounds[i]:bounds[i + 1]]
+            pos = Xi.indptr[r][:, None] + np.arange(k)
+            col, val = Xi.indices[pos].astype(np.int64), Xi.data[pos]
+            ia, ib = np.triu_indices(int(k))
+            cells.append((col[:, ia] * p + col[:, ib]).ravel())
+            values.append((val[:, ia] * val[:, ib]).ravel())
+        pairs = nnz[self.order] * (nnz[self.order] + 1) // 2
+        indptr = np.concatenate([[0], np.cumsum(pairs)])
+        cell = np.concatenate(cells) if cells else np.zeros(0, np.int64)
+        value = np.concatenate(values) if values else np.zeros(0)
+        index_type = np.int32 if p * p < 2**31 and len(cell) < 2**31 else np.int64
+        self.op = sp.csc_matrix((value, cell.astype(index_type), indptr.astype(index_type)), shape=(p * p, n))
+
+    def products(self, W: np.ndarray) -> np.ndarray:
+        """``Xi.T @ diag(W[:, j]) @ Xi`` for each column j of ``W`` (n, m): shape (m, p, p)."""
+        upper = np.asarray(self.op @ W[self.order]).T.reshape(-1, self.p, self.p)  # cells a <= b only
+        lower = upper.transpose(0, 2, 1).copy()
+        idx = np.arange(self.p)
+        lower[:, idx, idx] = 0.0
+        return upper + lower
+
+    def information(self, P: np.ndarray, total: np.ndarray, pen: np.ndarray) -> np.ndarray:
+        """As :func:`_information`, from the operator."""
+        p = self.p
+        W = np.column_stack([total * P[:, 1] * (1 - P[:, 1]), total * P[:, 1] * (0 - P[:, 2]),
+                             total * P[:, 2] * (1 - P[:, 2])])
+        ss, sl, ll = self.products(W)
+        H = np.zeros((2 * p, 2 * p))
+        H[0::2, 0::2] = ss
+        H[0::2, 1::2] = sl
+        H[1::2, 0::2] = sl.T
+        H[1::2, 1::2] = ll
+        H += np.diag(np.repeat(pen, 2))
+        return H
 
 
 def _information(Xi: sp.csr_matrix, P: np.ndarray, total: np.ndarray, pen: np.ndarray) -> np.ndarray:
@@ -241,6 +351,23 @@ class DiscreteHazard:
     def patterns(self, lm: Landmarks, chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The panel collapsed to its distinct covariate patterns with outcome counts, as
         :func:`collapse` gives on the whole panel, built ``chunk_rows`` rows at a time."""
+        mult = _key_multipliers()
+        if mult is not None:  # by pattern key: integers sorted and counted, codes decoded once at the end
+            acc_keys: list[np.ndarray] = []
+            acc_n: list[np.ndarray] = []
+            held, bound = 0, 2 * (chunk_rows or panel_module.CHUNK_ROWS)
+            for _pos, _k, codes, y in self._chunks(lm, chunk_rows):
+                keys, n = _collapse_keys(_pattern_keys(codes, mult), y)
+                acc_keys.append(keys)
+                acc_n.append(n)
+                held += len(keys)
+                if held > bound and len(acc_keys) > 1:  # keep what is held bounded too
+                    keys, n = _merge_keys(np.concatenate(acc_keys), np.concatenate(acc_n))
+                    acc_keys, acc_n, held = [keys], [n], len(keys)
+            if not acc_keys:
+                return np.zeros((0, len(COVARIATES)), np.int16), np.zeros((0, 3))
+            keys, n = _merge_keys(np.concatenate(acc_keys), np.concatenate(acc_n))
+            return _decode_keys(keys, mult), n
         acc_codes: list[np.ndarray] = []
         acc_counts: list[np.ndarray] = []
         held, bound = 0, 2 * (chunk_rows or panel_module.CHUNK_ROWS)
@@ -256,10 +383,13 @@ class DiscreteHazard:
             return np.zeros((0, len(COVARIATES)), np.int16), np.zeros((0, 3))
         return _merge(np.concatenate(acc_codes).T, np.concatenate(acc_counts))
 
-    def fit(self, lm: Landmarks) -> DiscreteHazardResult:
+    def fit(self, lm: Landmarks, start: DiscreteHazardResult | None = None) -> DiscreteHazardResult:
+        """Fit on the landmark rows; ``start``, a fit of the same covariates on related rows (the
+        holdout's, before the refit on all origins), is where Newton starts: same optimum, fewer steps."""
         codes, counts = self.patterns(lm)
         X = encode_codes(codes)
-        B, cov, nit = fit_multinomial(X, counts, self.penalty)
+        B0 = start.coef if start is not None and start.columns == ("intercept",) + Design.column_names() else None
+        B, cov, nit = fit_multinomial(X, counts, self.penalty, start=B0)
         n_outcome = counts.sum(axis=0)
         return DiscreteHazardResult(
             spec=self, coef=B, cov=cov, columns=("intercept",) + Design.column_names(),
