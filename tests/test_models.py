@@ -38,7 +38,7 @@ import timing.modelio as modelio
 from timing.asof import open_snapshot
 from timing.config import FitSettings
 from timing.demo import generate_demo
-from timing.features import features_at
+from timing.features import features_at, features_sql
 from timing.fitting import FitReport, fit_models, register_model
 from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
@@ -59,6 +59,7 @@ from timing.models.landmarks import (
     LOST,
     SIGNED,
     Landmarks,
+    _features_at_origin,
     landmarks,
     monthly_origins,
     origin_features,
@@ -515,6 +516,33 @@ def test_fit_on_t_ignores_what_the_store_knows_after_t(fits_at_t: FitPair) -> No
     for name in files_a:
         assert (a.saved.path / name).read_bytes() == (b.saved.path / name).read_bytes(), name
     assert a.saved.version == b.saved.version
+
+
+def test_origin_features_from_held_tables_equal_those_from_the_views(world: World) -> None:
+    # origin_features copies the snapshot's views into tables once; each origin's features must be
+    # those its views over the snapshot's own views give, and what a store holding only T gives
+    with open_snapshot(world.full, T) as snap, open_snapshot(world.at_t) as at_t:
+        origins = monthly_origins(T, 4)
+        held = origin_features(snap.con, snap.schema, origins, 150, seed=3)
+        for con, schema in ((snap.con, snap.schema), (at_t.con, at_t.schema)):
+            direct = pd.concat([_features_at_origin(con, schema, o, 150, 3) for o in origins], ignore_index=True)
+            pd.testing.assert_frame_equal(held, direct, check_exact=False, rtol=1e-12)
+        leftover = snap.con.execute("SELECT schema_name FROM duckdb_schemas() WHERE schema_name LIKE '\\_held%' "
+                                    "ESCAPE '\\' OR schema_name LIKE 'origin%'").fetchall()
+        assert leftover == []
+
+
+def test_features_of_a_subset_of_contracts_equal_their_rows_among_all(world: World) -> None:
+    # the customer-level history is computed for the customers of the contracts asked for only
+    with open_snapshot(world.full, T) as snap:
+        con = snap.con
+        every = con.execute(features_sql(snap.schema, T)).df()
+        con.execute(f"CREATE TEMP TABLE _some AS SELECT contract_id FROM ({features_sql(snap.schema, T)}) "
+                    "WHERE hash(contract_id) % 3 = 0")
+        some = con.execute(features_sql(snap.schema, T, "_some")).df()
+    assert 0 < len(some) < len(every)
+    expected = every[every["contract_id"].isin(some["contract_id"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(some, expected, check_exact=True)
 
 
 def test_scores_on_t_ignore_what_the_store_knows_after_t(world: World, fits_at_t: FitPair, tmp_path: Path) -> None:

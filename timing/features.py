@@ -160,11 +160,15 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
         WHERE sv.visit_date >= o.start_date AND sv.visit_date <= {t}
         GROUP BY o.contract_id
     ),
+    open_customers AS (  -- the customer-level history below is needed for these customers only
+        SELECT DISTINCT customer_id FROM open
+    ),
     after_fault AS (  -- past repurchases signed within 90 days after a critical fault of their car
         SELECT DISTINCT k.contract_id
         FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
         JOIN {s}.fault_codes f ON f.vehicle_id = k.vehicle_id
         WHERE o.outcome = 'repurchased' AND f.severity = 'critical'
+          AND k.customer_id IN (SELECT customer_id FROM open_customers)
           AND f.recorded_at >= o.outcome_date - INTERVAL {HABIT_FAULT_DAYS} DAY
           AND f.recorded_at < o.outcome_date + INTERVAL 1 DAY
     ),
@@ -174,7 +178,7 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
                o.outcome = 'repurchased' AND af.contract_id IS NULL AS habitual
         FROM {s}.contracts k JOIN {s}.outcomes o USING (contract_id)
         LEFT JOIN after_fault af USING (contract_id)
-        WHERE o.outcome <> 'open'
+        WHERE o.outcome <> 'open' AND k.customer_id IN (SELECT customer_id FROM open_customers)
     ),
     past AS (  -- the customer's own history, as known on T
         SELECT customer_id,
@@ -204,7 +208,9 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
                datediff('day', max(contacted_at) FILTER (WHERE outcome IN ('interested', 'appointment')), {t})
                    AS days_since_interest,
                datediff('day', max(contacted_at) FILTER (WHERE outcome = 'declined'), {t}) AS days_since_decline
-        FROM {s}.contacts GROUP BY customer_id
+        FROM {s}.contacts
+        WHERE customer_id IN (SELECT customer_id FROM open_customers)
+        GROUP BY customer_id
     )
     SELECT o.contract_id, o.customer_id, o.vehicle_id, o.branch_id, o.region,
            {t} AS as_of, o.scheduled_end_date, o.start_date, o.brand, o.model,

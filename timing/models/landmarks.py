@@ -31,7 +31,7 @@ import pandas as pd
 from timing.asof import create_views
 from timing.features import features_at
 from timing.models.panel import MONTH_DAYS
-from timing.schema import SUCCESSOR_GRACE_DAYS
+from timing.schema import SUCCESSOR_GRACE_DAYS, TABLES
 
 NONE, SIGNED, LOST = 0, 1, 2
 
@@ -125,9 +125,40 @@ def origin_features(
     """
     say = progress or (lambda _m: None)
     frames = []
-    for i, origin in enumerate(origins):
-        schema = f"origin_{origin.strftime('%Y%m%d')}"
-        create_views(con, source, origin, schema)
+    held = _hold(con, source) if len(origins) > 1 else None
+    base = held or source
+    try:
+        for i, origin in enumerate(origins):
+            frames.append(_features_at_origin(con, base, origin, max_contracts_per_origin, seed))
+            if (i + 1) % 6 == 0 or i + 1 == len(origins):
+                say(f"features at {i + 1}/{len(origins)} training origins")
+    finally:
+        if held:
+            con.execute(f"DROP SCHEMA {held} CASCADE")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _hold(con: duckdb.DuckDBPyConnection, source: str) -> str | None:
+    """Copy the tables of ``source`` (as-of views, evaluated once) into an in-memory schema, so the
+    views at each origin filter plain tables instead of re-evaluating the views beneath them.
+    Returns the schema, or None where the connection's own database is not in memory."""
+    in_memory = con.execute(
+        "SELECT path IS NULL FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    if not in_memory or not in_memory[0]:
+        return None
+    schema = f"_held_{abs(hash((source, id(con)))) % 10**9}"
+    con.execute(f"CREATE SCHEMA {schema}")
+    for t in TABLES:
+        con.execute(f"CREATE TABLE {schema}.{t.name} AS SELECT * FROM {source}.{t.name}")
+    return schema
+
+
+def _features_at_origin(con: duckdb.DuckDBPyConnection, source: str, origin: date,
+                        max_contracts_per_origin: int | None, seed: int) -> pd.DataFrame:
+    schema = f"origin_{origin.strftime('%Y%m%d')}"
+    create_views(con, source, origin, schema)
+    try:
         restrict = None
         if max_contracts_per_origin:
             # a deterministic sample: hash of (contract, origin, seed)
@@ -138,11 +169,9 @@ def origin_features(
                 LIMIT {int(max_contracts_per_origin)}"""
             )
             restrict = "_sample"
-        frames.append(features_at(con, schema, origin, restrict))
+        return features_at(con, schema, origin, restrict)
+    finally:
         con.execute(f"DROP SCHEMA {schema} CASCADE")
-        if (i + 1) % 6 == 0 or i + 1 == len(origins):
-            say(f"features at {i + 1}/{len(origins)} training origins")
-    return pd.concat(frames, ignore_index=True)
 
 
 def landmarks(features: pd.DataFrame, outcomes: pd.DataFrame, fit_as_of: date, horizon: int) -> Landmarks:
