@@ -8,7 +8,7 @@ habit was known on T (an earlier renewal), then prints the share each policy
 captured.
 
     python scripts/capture_by_driver.py --store data/timing.duckdb --truth data/demo.truth \\
-        --origins 2025-10-31,2026-01-31,2026-04-30,2026-07-31
+        --origins 2025-10-31,2026-01-31,2026-04-30,2026-07-31 [--oracles]
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ import pandas as pd
 
 from timing.asof import open_snapshot
 from timing.backtest import run_backtest
+from timing.backtest.origin import start_day
 from timing.config import FitSettings, ScheduleSettings
 from timing.features import features_at
 from timing.fitting import read_truth
+from timing.schedule import plan_windows, start_days, window_values
+from timing.schedule.policies import capture, truth_values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,21 +35,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", type=Path, default=Path("data/timing.duckdb"))
     p.add_argument("--truth", type=Path, default=Path("data/demo.truth"))
     p.add_argument("--origins", default="2025-10-31,2026-01-31,2026-04-30,2026-07-31")
-    p.add_argument("--families", default="discrete,cox")
+    p.add_argument("--families", default=",".join(FitSettings().families))
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--oracles", action="store_true",
+                   help="also plan with partly clairvoyant values: how much each kind of knowledge is worth")
     a = p.parse_args(argv)
     origins = [date.fromisoformat(x) for x in a.origins.split(",")]
     fit = FitSettings(families=tuple(a.families.split(",")))
     cfg = ScheduleSettings()
     result = run_backtest(a.store, origins, fit, cfg, truth=a.truth, workers=a.workers, out_dir=None, record=False)
     driver = read_truth(a.truth).set_index("contract_id")["driver"]
-    frames = []
+    frames, oracle_rows = [], []
     for run in result.runs:
         ids = run.model.facts["contract_id"].to_numpy()
         day = run.realised.signing_day
         signed = (day > 0) & (day <= cfg.horizon_days)
         with open_snapshot(a.store, run.model.cutoff) as snap:
             known = features_at(snap.con, snap.schema, run.model.cutoff).set_index("contract_id")["habit_offset_days"]
+        if a.oracles:
+            oracle_rows.append(oracles(run, known.reindex(ids).notna().to_numpy(), cfg))
         rows = pd.DataFrame({"driver": driver.reindex(ids).to_numpy()[signed],
                              "habit known": known.reindex(ids).notna().to_numpy()[signed]})
         for policy, start in run.starts.items():
@@ -59,7 +66,49 @@ def main(argv: list[str] | None = None) -> int:
     table.loc[("all", ""), :] = [len(d), *np.round(d[policies].mean().to_numpy(), 3)]
     print(f"capture by driver over {len(origins)} origins ({', '.join(map(str, origins))}), families {a.families}")
     print(table.to_string())
+    if a.oracles:
+        o = pd.DataFrame(oracle_rows).set_index("cutoff")
+        o.loc["mean"] = o.mean()
+        print("\ncapture with partly clairvoyant plans (same planner, capacity and rules; see the docstring)")
+        print(o.round(3).to_string())
     return 0
+
+
+def oracles(run, known: np.ndarray, cfg: ScheduleSettings) -> dict:  # noqa: ANN001
+    """Capture of plans whose window values know part of what happened (synthetic data only).
+
+    - ``model``: the model's values, P(signing in [s, s+60]);
+    - ``knows_who``: the model's values of the contracts that will sign within the horizon (+60 days)
+      rescaled to certainty, zero for the others (knows *whether*, not when);
+    - ``knows_when_habit_known``: for customers with a known habit who will sign, the model's
+      probability of signing placed exactly on the right windows (knows *when*, not whether; the
+      others keep the model's values);
+    - ``knows_when``: the same for every contract that will sign;
+    - ``truth``, ``naive``: the reference policies.
+    """
+    m, T = run.model, run.model.cutoff
+    ids = m.facts["contract_id"].to_numpy()
+    starts = start_days(cfg)
+    values = window_values(m.forecast, starts, cfg.capture_days)
+    intended = run.realised.intended_day
+    will = np.isfinite(intended) & (intended > 0) & (intended <= cfg.horizon_days + cfg.capture_days)
+    p_sign = m.forecast.cif_at_days(np.array([cfg.horizon_days + cfg.capture_days]))[:, 0]
+    exact = truth_values(np.where(np.isfinite(intended), intended, -1e9), starts, cfg.capture_days) * p_sign[:, None]
+    variants = {
+        "model": values,
+        "knows_who": values / np.maximum(p_sign, 1e-12)[:, None] * will[:, None],
+        "knows_when_habit_known": np.where((will & known)[:, None], exact, values),
+        "knows_when": np.where(will[:, None], exact, values),
+    }
+    out = {"cutoff": T}
+    for name, v in variants.items():
+        plan = plan_windows(m.facts, m.scores, m.forecast, T, cfg, run.capacity_per_week, values=v)
+        out[name] = capture(start_day(plan.planned, ids, T), run.realised.signing_day, cfg.horizon_days,
+                            cfg.capture_days).capture
+    for policy in ("truth", "naive"):
+        out[policy] = capture(run.starts[policy], run.realised.signing_day, cfg.horizon_days,
+                              cfg.capture_days).capture
+    return out
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_mo
 from timing.models import REGISTRY, RESULTS, ModelResult, MonthlyForecast
 from timing.models import panel as panel_module
 from timing.models.base import predict_probabilities
+from timing.models.boost import INPUTS, BoostedHazard, BoostedHazardResult
 from timing.models.cox import MIN_LEVEL_ROWS, CoxHazard, fit_cox, origin_covariates
 from timing.models.discrete import (
     DiscreteHazard,
@@ -465,6 +466,42 @@ def test_cox_sees_a_seeded_sample_of_a_large_training_set(fitted: dict, training
     pd.testing.assert_series_equal(a.parts["signed"][0], b.parts["signed"][0])  # reproducible
     other = CoxHazard(max_rows=n // 2, seed=1).fit(training.lm)
     assert not a.parts["signed"][0].equals(other.parts["signed"][0])  # a different half: other estimates
+
+
+def test_boost_trains_on_a_seeded_subset_beyond_its_row_cap(training: Training) -> None:
+    lm = training.lm
+    spec = BoostedHazard()
+    total = int(DiscreteHazard(spec.months, spec.steps_per_month).outcome_steps(lm)[1].sum())
+    assert BoostedHazard(max_rows=total).training_rows(lm) is lm  # the cap reached exactly: every row
+    a, b = (BoostedHazard(max_rows=total // 4).training_rows(lm) for _ in range(2))
+    np.testing.assert_array_equal(a.features["contract_id"], b.features["contract_id"])  # reproducible
+    rows = int(DiscreteHazard(spec.months, spec.steps_per_month).outcome_steps(a)[1].sum())
+    assert 0.15 * total < rows < 0.35 * total  # about a quarter of the contract-step rows, whole contracts
+    other = BoostedHazard(max_rows=total // 4, seed=1).training_rows(lm)
+    assert not np.array_equal(other.features["contract_id"], a.features["contract_id"])
+
+
+def test_boost_learns_a_sharper_habit_than_the_average(fitted: dict, training: Training) -> None:
+    """Customers with a known habit: the trees put more of their signing mass near the habitual date
+    than the Kaplan-Meier baseline does (the covariates are read, not ignored)."""
+    f = training.open_now
+    habitual = (f["days_to_end"] + f["habit_offset_days"]).to_numpy(float)
+    rows = np.flatnonzero(np.isfinite(habitual) & (habitual > 45) & (habitual < 300))
+    assert len(rows) > 20
+    near = {}
+    for family in ("boost", "km"):
+        fc = fitted[family].predict(f.iloc[rows])
+        near[family] = float(np.mean(fc.cif_rowwise(habitual[rows] + 30) - fc.cif_rowwise(habitual[rows] - 30)))
+    assert near["boost"] > 1.5 * near["km"], near
+
+
+def test_a_boosted_model_from_another_panel_is_refused(fitted: dict) -> None:
+    tables = fitted["boost"].to_tables()
+    assert tables["meta"]["inputs"] == list(INPUTS)
+    BoostedHazardResult.from_tables(tables)  # as saved: loads
+    tables["meta"] = {**tables["meta"], "inputs": list(INPUTS[:-1])}
+    with pytest.raises(ModelError, match="fit it again"):
+        BoostedHazardResult.from_tables(tables)
 
 
 # --- 5. the Kaplan-Meier baseline is lifelines' Kaplan-Meier / Aalen-Johansen --------------

@@ -38,7 +38,7 @@ from timing.backtest.metrics import decision_rows, forecast_rows, frame, row, vo
 from timing.config import FitSettings, ScheduleSettings
 from timing.features import features_at
 from timing.fitting import fit_at, make_spec
-from timing.models import BASELINE, ModelResult, MonthlyForecast
+from timing.models import BASELINE, ModelResult, MonthlyForecast, boost
 from timing.models.landmarks import landmarks, monthly_origins, outcomes_with_ends
 from timing.models.panel import MONTH_DAYS
 from timing.schedule import default_capacity, plan_windows, start_days
@@ -90,6 +90,7 @@ def model_at(store: Path, T: date, fit: FitSettings, threads: int | None = None)
     with open_snapshot(store, T) as snap:
         if threads:
             snap.con.execute(f"SET threads = {int(threads)}")
+            boost.set_threads(threads)
         fitted = fit_at(snap.con, snap.schema, T, fit)
         features = features_at(snap.con, snap.schema, T)
         facts = contact_facts(snap.con, snap.schema, T)

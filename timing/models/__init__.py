@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from timing.models.base import ModelResult, MonthlyForecast
+from timing.models.boost import BoostedHazard, BoostedHazardResult
 from timing.models.cox import CoxHazard, CoxHazardResult
 from timing.models.discrete import DiscreteHazard, DiscreteHazardResult
 from timing.models.km import KaplanMeier, KaplanMeierResult
 
-REGISTRY: dict[str, Any] = {"discrete": DiscreteHazard, "cox": CoxHazard, "km": KaplanMeier}
-RESULTS: dict[str, Any] = {"discrete": DiscreteHazardResult, "cox": CoxHazardResult, "km": KaplanMeierResult}
+REGISTRY: dict[str, Any] = {"discrete": DiscreteHazard, "boost": BoostedHazard, "cox": CoxHazard, "km": KaplanMeier}
+RESULTS: dict[str, Any] = {"discrete": DiscreteHazardResult, "boost": BoostedHazardResult, "cox": CoxHazardResult,
+                           "km": KaplanMeierResult}
 BASELINE = "km"
 
 __all__ = ["BASELINE", "REGISTRY", "RESULTS", "ModelResult", "MonthlyForecast"]

@@ -314,7 +314,7 @@ class DiscreteHazard:
     def steps(self) -> int:
         return self.months * self.steps_per_month
 
-    def _outcome_steps(self, lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
+    def outcome_steps(self, lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
         """Per contract: the step of its event (0: none), and the last step it is at risk and observed."""
         observed = lm.observed_months.astype(int) * self.steps_per_month
         event_step = np.where(lm.event_type > 0, np.ceil(np.nan_to_num(lm.event_day) / self.step_days), 0)
@@ -322,11 +322,11 @@ class DiscreteHazard:
         last = np.where(lm.event_type > 0, event_step, observed)
         return event_step, np.minimum(last, self.steps)
 
-    def _chunks(self, lm: Landmarks, chunk_rows: int | None,
-                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def labelled_chunks(self, lm: Landmarks, chunk_rows: int | None = None,
+                        ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(contract position, step, level codes by covariate, outcome code) of the contract-step rows,
         chunk by chunk."""
-        event_step, last = self._outcome_steps(lm)
+        event_step, last = self.outcome_steps(lm)
         event_type = np.asarray(lm.event_type)
         for pos, k, codes in panel_chunks(lm.features, last, self.step_days, self.launch_months, chunk_rows):
             y = np.where(k == event_step[pos], event_type[pos], 0).astype(np.int8)
@@ -338,7 +338,7 @@ class DiscreteHazard:
         The whole panel, by contract then step: for inspection and small data; :meth:`fit` never
         holds it, it collapses the panel chunk by chunk (:meth:`patterns`).
         """
-        parts = list(self._chunks(lm, chunk_rows))
+        parts = list(self.labelled_chunks(lm, chunk_rows))
         if not parts:
             codes, y = np.zeros((0, len(COVARIATES)), np.int16), np.zeros(0, np.int8)
         else:
@@ -356,7 +356,7 @@ class DiscreteHazard:
             acc_keys: list[np.ndarray] = []
             acc_n: list[np.ndarray] = []
             held, bound = 0, 2 * (chunk_rows or panel_module.CHUNK_ROWS)
-            for _pos, _k, codes, y in self._chunks(lm, chunk_rows):
+            for _pos, _k, codes, y in self.labelled_chunks(lm, chunk_rows):
                 keys, n = _collapse_keys(_pattern_keys(codes, mult), y)
                 acc_keys.append(keys)
                 acc_n.append(n)
@@ -371,7 +371,7 @@ class DiscreteHazard:
         acc_codes: list[np.ndarray] = []
         acc_counts: list[np.ndarray] = []
         held, bound = 0, 2 * (chunk_rows or panel_module.CHUNK_ROWS)
-        for _pos, _k, codes, y in self._chunks(lm, chunk_rows):
+        for _pos, _k, codes, y in self.labelled_chunks(lm, chunk_rows):
             c, n = _collapse(codes, y)
             acc_codes.append(c)
             acc_counts.append(n)
