@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,11 +141,37 @@ class MonthlyForecast:
         })
 
 
-class ModelResult(ABC):
-    """A fitted model: immutable, predicts, summarises, saves to plain tables."""
+class StepGrid:
+    """The time steps of a panel model's specification: ``steps_per_month`` steps a month over ``months``."""
 
-    name: str
     months: int
+    steps_per_month: int
+
+    @property
+    def step_days(self) -> float:
+        return MONTH_DAYS / self.steps_per_month
+
+    @property
+    def steps(self) -> int:
+        return self.months * self.steps_per_month
+
+
+class ModelResult(ABC):
+    """A fitted model: immutable, predicts, summarises, saves to plain tables.
+
+    Every family's result holds the specification it was fitted with (``spec``), which names the
+    family and its horizon.
+    """
+
+    spec: Any
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def months(self) -> int:
+        return self.spec.months
 
     @abstractmethod
     def predict(self, features: pd.DataFrame) -> MonthlyForecast: ...

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from timing.models.base import ModelResult, MonthlyForecast
+from timing.models.base import ModelResult, MonthlyForecast, StepGrid
 from timing.models.discrete import DiscreteHazard
 from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, MONTH_DAYS, panel_chunks
+from timing.models.panel import COVARIATES, panel_chunks
 
 #: Feature columns read besides the covariates' codes (projected to each step by :func:`_design`).
 RAW_COLUMNS = ("as_of", "days_to_end", "habit_offset_days", "habit_offset_sd", "last_offset_days",
@@ -76,7 +76,7 @@ def _design(raw: dict[str, np.ndarray], pos: np.ndarray, tau: np.ndarray, codes:
 
 
 @dataclass(frozen=True)
-class BoostedHazard:
+class BoostedHazard(StepGrid):
     """Specification of the boosted discrete-time competing-risks hazard."""
 
     months: int = 12
@@ -89,14 +89,6 @@ class BoostedHazard:
     max_rows: int = 1_500_000
     seed: int = 0
     name: str = "boost"
-
-    @property
-    def step_days(self) -> float:
-        return MONTH_DAYS / self.steps_per_month
-
-    @property
-    def steps(self) -> int:
-        return self.months * self.steps_per_month
 
     def params(self) -> dict[str, Any]:
         return {"objective": "multiclass", "num_class": 3, "learning_rate": self.learning_rate,
@@ -141,14 +133,6 @@ class BoostedHazardResult(ModelResult):
     n_events: int
     n_lost: int
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def months(self) -> int:
-        return self.spec.months
 
     def booster(self) -> Any:
         import lightgbm as lgb

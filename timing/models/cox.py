@@ -107,14 +107,6 @@ class CoxHazardResult(ModelResult):
     columns: tuple[str, ...]
     parts: dict  # cause -> (params, norm_mean, baseline cumulative hazard by stratum, summary)
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def months(self) -> int:
-        return self.spec.months
-
     def _monthly_hazard(self, cause: str, X: pd.DataFrame, stratum: pd.Series) -> np.ndarray:
         params, mean, H, _ = self.parts[cause]
         risk = np.exp((X[params.index] - mean[params.index]).to_numpy() @ params.to_numpy())

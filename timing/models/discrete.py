@@ -28,11 +28,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from timing.models import panel as panel_module
-from timing.models.base import ModelResult, MonthlyForecast
+from timing.models.base import ModelResult, MonthlyForecast, StepGrid
 from timing.models.landmarks import LOST, SIGNED, Landmarks
 from timing.models.panel import (
     COVARIATES,
-    MONTH_DAYS,
     Design,
     encode_codes,
     panel_chunks,
@@ -297,7 +296,7 @@ def _covariance(Xi: sp.csr_matrix, B: np.ndarray, total: np.ndarray, pen: np.nda
 
 
 @dataclass(frozen=True)
-class DiscreteHazard:
+class DiscreteHazard(StepGrid):
     """Specification of the discrete-time competing-risks hazard model."""
 
     months: int = 12
@@ -305,14 +304,6 @@ class DiscreteHazard:
     penalty: float = 1.0
     launch_months: tuple[int, ...] = (3, 9)
     name: str = "discrete"
-
-    @property
-    def step_days(self) -> float:
-        return MONTH_DAYS / self.steps_per_month
-
-    @property
-    def steps(self) -> int:
-        return self.months * self.steps_per_month
 
     def outcome_steps(self, lm: Landmarks) -> tuple[np.ndarray, np.ndarray]:
         """Per contract: the step of its event (0: none), and the last step it is at risk and observed."""
@@ -411,14 +402,6 @@ class DiscreteHazardResult(ModelResult):
     n_events: int
     n_lost: int
     iterations: int
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def months(self) -> int:
-        return self.spec.months
 
     def summary(self) -> pd.DataFrame:
         """Hazard ratios (odds ratios of the monthly hazard) with 95% intervals."""

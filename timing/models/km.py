@@ -42,14 +42,6 @@ class KaplanMeierResult(ModelResult):
     spec: KaplanMeier
     table: pd.DataFrame
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def months(self) -> int:
-        return self.spec.months
-
     def hazards(self) -> tuple[np.ndarray, np.ndarray]:
         risk = np.maximum(self.table["at_risk"].to_numpy(float), 1)
         return self.table["signed"].to_numpy() / risk, self.table["lost"].to_numpy() / risk
