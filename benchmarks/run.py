@@ -902,7 +902,7 @@ SECTION_HEADER = """
 
 ```
 python benchmarks/run.py [--contracts N ...] [--readings-every-days D] [--lookback-months M]
-                         [--max-contracts-per-origin K] [--families discrete cox] [--solver auto|greedy|exact]
+                         [--max-contracts-per-origin K] [--families F ...] [--solver auto|greedy|exact]
                          [--reference | --no-reference] [--profile] [--keep]
 ```
 
@@ -1109,7 +1109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookback-months", type=int, default=36)
     parser.add_argument("--max-contracts-per-origin", type=int, default=None,
                         help="contracts sampled per training origin (default: the fit settings' default; 0 = all)")
-    parser.add_argument("--families", nargs="+", default=["discrete", "cox"])
+    parser.add_argument("--families", nargs="+", default=None,
+                        help="model families compared on the holdout (default: the fit settings' default)")
     parser.add_argument("--solver", choices=("auto", "greedy", "exact"), default="auto")
     ref = parser.add_mutually_exclusive_group()
     ref.add_argument("--reference", dest="reference", action="store_true", default=None,
@@ -1124,10 +1125,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(json.loads(args.worker)), default=str))
         return 0
 
-    if args.max_contracts_per_origin is None:
-        from timing.config import FitSettings
+    from timing.config import FitSettings
 
+    if args.max_contracts_per_origin is None:
         args.max_contracts_per_origin = FitSettings().max_contracts_per_origin
+    if args.families is None:
+        args.families = list(FitSettings().families)
     contracts = args.contracts or [100_000, 300_000]
     sizes = args.customers or [max(1, round(c / CONTRACTS_PER_CUSTOMER)) for c in contracts]
     shared = {"seed": args.seed, "every": args.every, "lookback_months": args.lookback_months,
