@@ -138,10 +138,16 @@ def origin_features(
     return pd.concat(frames, ignore_index=True)
 
 
+#: Tables left where they are (a view in the held schema): copying 100M readings into memory cost
+#: 2.6 GB at 1M contracts (fit peak 7.5 GB against 4.9 GB) for a few seconds of the features.
+NOT_HELD = ("readings",)
+
+
 def _hold(con: duckdb.DuckDBPyConnection, source: str) -> str | None:
     """Copy the tables of ``source`` (as-of views, evaluated once) into an in-memory schema, so the
-    views at each origin filter plain tables instead of re-evaluating the views beneath them.
-    Returns the schema, or None where the connection's own database is not in memory."""
+    views at each origin filter plain tables instead of re-evaluating the views beneath them; the
+    ``NOT_HELD`` tables are only views onto ``source``. Returns the schema, or None where the
+    connection's own database is not in memory."""
     in_memory = con.execute(
         "SELECT path IS NULL FROM duckdb_databases() WHERE database_name = current_database()"
     ).fetchone()
@@ -150,7 +156,8 @@ def _hold(con: duckdb.DuckDBPyConnection, source: str) -> str | None:
     schema = f"_held_{abs(hash((source, id(con)))) % 10**9}"
     con.execute(f"CREATE SCHEMA {schema}")
     for t in TABLES:
-        con.execute(f"CREATE TABLE {schema}.{t.name} AS SELECT * FROM {source}.{t.name}")
+        kind = "VIEW" if t.name in NOT_HELD else "TABLE"
+        con.execute(f"CREATE {kind} {schema}.{t.name} AS SELECT * FROM {source}.{t.name}")
     return schema
 
 
