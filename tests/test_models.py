@@ -495,6 +495,21 @@ def test_boost_learns_a_sharper_habit_than_the_average(fitted: dict, training: T
     assert near["boost"] > 1.5 * near["km"], near
 
 
+def test_boost_reasons_read_tree_contributions_at_the_likeliest_step(fitted: dict, training: Training) -> None:
+    from timing.reasons import explain
+
+    f = training.open_now
+    fc = fitted["boost"].predict(f)
+    assert fc.drivers is not None and fc.drivers.shape == (len(f), fc.step_signed.shape[1], len(COVARIATES))
+    likeliest = np.argmax(fc.step_signed, axis=1)
+    elsewhere = np.ones(fc.step_signed.shape, bool)
+    elsewhere[np.arange(len(f)), likeliest] = False
+    assert not fc.drivers[elsewhere].any()  # contributions at the likeliest step only
+    assert np.abs(fc.drivers[np.arange(len(f)), likeliest]).sum(axis=1).min() > 0
+    reasons = explain(f, fc)
+    assert (reasons != "").mean() > 0.9
+
+
 def test_a_boosted_model_from_another_panel_is_refused(fitted: dict) -> None:
     tables = fitted["boost"].to_tables()
     assert tables["meta"]["inputs"] == list(INPUTS)
