@@ -22,11 +22,14 @@ Notes
 - The fitted model is saved as LightGBM's own text format inside the
   model folder's JSON (parsed on load, never executed) and checked by the
   folder's manifest like every other family.
-- Reasons read each covariate's contribution to the log-odds of signing at
-  the contract's likeliest step: LightGBM's exact tree SHAP values of that
-  one step (``pred_contrib``), the continuous inputs added to the covariate
-  they refine (days from the habitual date to ``habit``, and so on). Other
-  steps carry no contribution, so covariates rank by their contribution then.
+- Trees have no additive per-covariate contributions, and exact tree SHAP
+  values cost about seven predictions (minutes for a million contracts). The
+  reasons therefore name the covariates that are away from their reference
+  level at each contract's likeliest step (the habitual date reached, the
+  allowance crossed, a recent fault...), in the fixed salience order of
+  :data:`timing.reasons.SALIENCE`: the forecast's ``drivers`` hold that
+  order's weight there and zero elsewhere, which is how :func:`timing.reasons.explain`
+  ranks them.
 """
 
 from __future__ import annotations
@@ -50,12 +53,6 @@ INPUTS = tuple(c.name for c in COVARIATES) + (
     "day", "days_to_end_at_step", "days_from_habit", "habit_spread_days", "days_from_last_offset",
     "days_from_allowance", "days_since_critical_at_step", "usage_ratio_value", "renewals_count", "lost_count",
     "battery_soh_value", "day_of_year")
-
-#: The covariate whose reason a continuous input adds to (None: no reason of its own).
-REFINES = {"day": None, "days_to_end_at_step": "end", "days_from_habit": "habit", "habit_spread_days": "habit",
-           "days_from_last_offset": "habit", "days_from_allowance": "allowance",
-           "days_since_critical_at_step": "fault", "usage_ratio_value": "usage", "renewals_count": "renewals",
-           "lost_count": "lost_before", "battery_soh_value": "battery", "day_of_year": "launch"}
 
 #: Worker threads of LightGBM (0: OpenMP's default); backtest workers set it to their share of the cores.
 THREADS = 0
@@ -154,36 +151,22 @@ class BoostedHazardResult(ModelResult):
         n, steps = len(features), self.spec.steps
         h_s, h_l = np.zeros((n, steps)), np.zeros((n, steps))
         raw = _raw(features) if n else {}
+        held = []  # the level codes of every step, to name the reasons at the likeliest one
         for pos, k, codes in panel_chunks(features, np.full(n, steps), self.spec.step_days,
                                           self.spec.launch_months):
             P = self.booster().predict(_design(raw, pos, (k - 0.5) * self.spec.step_days, codes),
                                        num_threads=THREADS)
             h_s[pos, k - 1], h_l[pos, k - 1] = P[:, SIGNED], P[:, LOST]
+            held.append((pos, k, codes))
         fc = MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l,
                                           steps_per_month=self.spec.steps_per_month)
-        drivers = self._drivers(features, raw, np.argmax(fc.step_signed, axis=1)) if n else None
+        likeliest = np.argmax(fc.step_signed, axis=1) + 1 if n else np.zeros(0, np.int64)
+        drivers = np.zeros((n, steps, len(COVARIATES)))
+        weight = _salience_weights()
+        for pos, k, codes in held:
+            at = k == likeliest[pos]
+            drivers[pos[at], k[at] - 1] = (codes[:, at].T != 0) * weight
         return MonthlyForecast(fc.contract_id, fc.step_signed, fc.step_lost, fc.steps_per_month, drivers)
-
-    def _drivers(self, features: pd.DataFrame, raw: dict[str, np.ndarray], step: np.ndarray) -> np.ndarray:
-        """``(n, steps, covariates)``: each covariate's SHAP contribution to the log-odds of signing at
-        the likeliest ``step`` (0-based) of each contract, zero at the other steps."""
-        n, steps = len(features), self.spec.steps
-        names = [c.name for c in COVARIATES]
-        to_cov = np.array([names.index(REFINES.get(i, i)) if REFINES.get(i, i) is not None else -1
-                           for i in INPUTS])
-        out = np.zeros((n, steps, len(COVARIATES)))
-        for pos, k, codes in panel_chunks(features, step + 1, self.spec.step_days, self.spec.launch_months):
-            at = k == step[pos] + 1  # each contract's likeliest step only
-            pos, k, codes = pos[at], k[at], codes[:, at]
-            X = _design(raw, pos, (k - 0.5) * self.spec.step_days, codes)
-            width = len(INPUTS) + 1
-            contrib = np.asarray(self.booster().predict(X, pred_contrib=True, num_threads=THREADS))
-            signed = contrib[:, SIGNED * width:SIGNED * width + len(INPUTS)]
-            per_cov = np.zeros((len(pos), len(COVARIATES)))
-            keep = to_cov >= 0
-            np.add.at(per_cov.T, to_cov[keep], signed[:, keep].T)
-            out[pos, k - 1] = per_cov
-        return out
 
     def summary(self) -> pd.DataFrame:
         """Each input's total gain in the trees (how much it sharpened the fit), largest first."""
@@ -214,3 +197,16 @@ class BoostedHazardResult(ModelResult):
                              seed=int(meta["seed"]))
         return cls(spec, str(tables["trees"]["lightgbm_text_model"]), int(meta["n_rows"]), int(meta["n_events"]),
                    int(meta["n_lost"]))
+
+
+def _salience_weights() -> np.ndarray:
+    """Per covariate: its rank in :data:`timing.reasons.SALIENCE` (most telling highest), by the
+    covariate it splits (``habit_consistent`` as ``habit``); 0 for covariates never given as reasons."""
+    from timing.reasons import SALIENCE  # the reasons read the models' forecasts: imported late
+
+    out = np.zeros(len(COVARIATES))
+    for f, c in enumerate(COVARIATES):
+        base = next((s for s in SALIENCE if c.name == s or c.name.startswith(s + "_")), None)
+        if base is not None and c.explains:
+            out[f] = len(SALIENCE) - SALIENCE.index(base)
+    return out
