@@ -495,23 +495,21 @@ def test_boost_learns_a_sharper_habit_than_the_average(fitted: dict, training: T
     assert near["boost"] > 1.5 * near["km"], near
 
 
-def test_boost_reasons_name_what_stands_out_at_the_likeliest_step(fitted: dict, training: Training) -> None:
+def test_boost_reasons_name_covariates_away_from_their_reference_level(fitted: dict, training: Training) -> None:
     from timing.models.panel import step_codes
-    from timing.reasons import explain
+    from timing.reasons import SALIENCE, explain
 
     f = training.open_now
     spec = fitted["boost"].spec
     fc = fitted["boost"].predict(f)
-    assert fc.drivers is not None and fc.drivers.shape == (len(f), spec.steps, len(COVARIATES))
-    likeliest = np.argmax(fc.step_signed, axis=1)
-    elsewhere = np.ones(fc.step_signed.shape, bool)
-    elsewhere[np.arange(len(f)), likeliest] = False
-    assert not fc.drivers[elsewhere].any()  # weights at the likeliest step only
-    codes = step_codes(f, spec.steps, spec.step_days, spec.launch_months)[:, np.arange(len(f)), likeliest].T
-    at = fc.drivers[np.arange(len(f)), likeliest]
-    assert not (at[codes == 0]).any()  # a covariate at its reference level there is never a reason
-    allowance = [c.name for c in COVARIATES].index("allowance")
-    assert (at[codes[:, allowance] != 0, allowance] > 0).all()  # an allowance crossing near then always is
+    codes = np.moveaxis(step_codes(f, spec.steps, spec.step_days, spec.launch_months), 0, 2)  # (n, steps, cov)
+    assert fc.drivers is not None and fc.drivers.shape == codes.shape
+    assert not fc.drivers[codes == 0].any()  # a covariate at its reference level is never a reason
+    names = [c.name for c in COVARIATES]
+    habit, allowance = names.index("habit"), names.index("allowance")
+    active = codes[..., allowance] != 0
+    assert (fc.drivers[..., allowance][active] == len(SALIENCE)).all()  # the most telling, where it speaks
+    assert (fc.drivers[..., allowance][active] > fc.drivers[..., habit][active]).all()
     reasons = explain(f, fc)
     assert (reasons != "").mean() > 0.9
 

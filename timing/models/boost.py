@@ -24,12 +24,13 @@ Notes
   folder's manifest like every other family.
 - Trees have no additive per-covariate contributions, and exact tree SHAP
   values cost about seven predictions (minutes for a million contracts). The
-  reasons therefore name the covariates that are away from their reference
-  level at each contract's likeliest step (the habitual date reached, the
-  allowance crossed, a recent fault...), in the fixed salience order of
-  :data:`timing.reasons.SALIENCE`: the forecast's ``drivers`` hold that
-  order's weight there and zero elsewhere, which is how :func:`timing.reasons.explain`
-  ranks them.
+  forecast's ``drivers`` instead give each covariate, at every step, its
+  weight in the salience order of :data:`timing.reasons.SALIENCE` where it is
+  away from its reference level and zero where it is not. The reasons then
+  name first what changes at the contract's likeliest step against the other
+  steps (the habitual date reached, the allowance crossed, a fault's
+  aftermath), then what holds throughout (earlier renewals, usage), as
+  :func:`timing.reasons.explain` ranks contributions.
 """
 
 from __future__ import annotations
@@ -151,22 +152,16 @@ class BoostedHazardResult(ModelResult):
         n, steps = len(features), self.spec.steps
         h_s, h_l = np.zeros((n, steps)), np.zeros((n, steps))
         raw = _raw(features) if n else {}
-        held = []  # the level codes of every step, to name the reasons at the likeliest one
+        drivers = np.zeros((n, steps, len(COVARIATES)))
+        weight = _salience_weights()
         for pos, k, codes in panel_chunks(features, np.full(n, steps), self.spec.step_days,
                                           self.spec.launch_months):
             P = self.booster().predict(_design(raw, pos, (k - 0.5) * self.spec.step_days, codes),
                                        num_threads=THREADS)
             h_s[pos, k - 1], h_l[pos, k - 1] = P[:, SIGNED], P[:, LOST]
-            held.append((pos, k, codes))
-        fc = MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l,
-                                          steps_per_month=self.spec.steps_per_month)
-        likeliest = np.argmax(fc.step_signed, axis=1) + 1 if n else np.zeros(0, np.int64)
-        drivers = np.zeros((n, steps, len(COVARIATES)))
-        weight = _salience_weights()
-        for pos, k, codes in held:
-            at = k == likeliest[pos]
-            drivers[pos[at], k[at] - 1] = (codes[:, at].T != 0) * weight
-        return MonthlyForecast(fc.contract_id, fc.step_signed, fc.step_lost, fc.steps_per_month, drivers)
+            drivers[pos, k - 1] = (codes.T != 0) * weight
+        return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l, drivers=drivers,
+                                            steps_per_month=self.spec.steps_per_month)
 
     def summary(self) -> pd.DataFrame:
         """Each input's total gain in the trees (how much it sharpened the fit), largest first."""
