@@ -31,7 +31,6 @@ from timing.features import features_at
 from timing.modelio import SavedModel, save_model
 from timing.models import BASELINE, REGISTRY, ModelResult
 from timing.models.base import predict_probabilities
-from timing.models.discrete import DiscreteHazard
 from timing.models.landmarks import (
     Landmarks,
     landmarks,
@@ -164,10 +163,8 @@ def fit_at(
     t2 = time.perf_counter()
     say(f"refitting {chosen} on all {len(origins)} origins")
     train = landmarks(feats, outcomes_T, T, cfg.months)
-    spec = make_spec(cfg, chosen)
-    # the discrete model's Newton starts from its holdout fit: the same optimum in a few steps
-    final: ModelResult = (spec.fit(train, start=results[chosen]) if isinstance(spec, DiscreteHazard)
-                          else spec.fit(train))
+    # from the holdout fit where the family can use it (the discrete model's Newton: same optimum, fewer steps)
+    final: ModelResult = make_spec(cfg, chosen).fit(train, start=results[chosen])
     stages["fit"] = time.perf_counter() - t2
 
     truth_metrics = None

@@ -112,7 +112,8 @@ class BoostedHazard(StepGrid):
         keep = np.random.default_rng(self.seed).random(len(lm)) < self.max_rows / total
         return lm.subset(keep)
 
-    def fit(self, lm: Landmarks) -> BoostedHazardResult:
+    def fit(self, lm: Landmarks, start: BoostedHazardResult | None = None) -> BoostedHazardResult:
+        """Fit on the landmark rows (``start``, an earlier fit, is not used: this family fits from scratch)."""
         import lightgbm as lgb
 
         lm = self.training_rows(lm)

@@ -78,7 +78,8 @@ class CoxHazard:
     max_rows: int = 150_000
     seed: int = 0
 
-    def fit(self, lm: Landmarks) -> CoxHazardResult:
+    def fit(self, lm: Landmarks, start: CoxHazardResult | None = None) -> CoxHazardResult:
+        """Fit on the landmark rows (``start``, an earlier fit, is not used: this family fits from scratch)."""
         if len(lm) > self.max_rows:
             keep = np.zeros(len(lm), bool)
             keep[np.random.default_rng(self.seed).choice(len(lm), self.max_rows, replace=False)] = True

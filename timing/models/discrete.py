@@ -273,7 +273,10 @@ class _Gram:
 
 
 def _information(Xi: sp.csr_matrix, P: np.ndarray, total: np.ndarray, pen: np.ndarray) -> np.ndarray:
-    """The penalised observed information (negative Hessian), parameters interleaved (signed, lost)."""
+    """The penalised observed information (negative Hessian), parameters interleaved (signed, lost).
+
+    By sparse matrix products: the plain definition that :class:`_Gram` computes faster (the tests
+    hold the two equal)."""
     p = Xi.shape[1]
     H = np.zeros((2 * p, 2 * p))
     for a in range(2):
@@ -285,14 +288,6 @@ def _information(Xi: sp.csr_matrix, P: np.ndarray, total: np.ndarray, pen: np.nd
                 H[b::2, a::2] = block.T
     H += np.diag(np.repeat(pen, 2))
     return H
-
-
-def _covariance(Xi: sp.csr_matrix, B: np.ndarray, total: np.ndarray, pen: np.ndarray) -> np.ndarray:
-    H = _information(Xi, _probabilities(Xi, B), total, pen)
-    try:
-        return np.linalg.inv(H)
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(H)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ class KaplanMeier:
     months: int = 12
     name: str = "km"
 
-    def fit(self, lm: Landmarks) -> KaplanMeierResult:
+    def fit(self, lm: Landmarks, start: KaplanMeierResult | None = None) -> KaplanMeierResult:
+        """Fit on the landmark rows (``start``, an earlier fit, is not used: this family fits from scratch)."""
         return KaplanMeierResult(self, life_table(lm, self.months))
 
 
