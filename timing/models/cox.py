@@ -74,8 +74,9 @@ class CoxHazard:
     name: str = "cox"
     #: Training rows lifelines sees at most (a seeded uniform sample beyond): its dense design and
     #: Newton steps took 27 s and 5 GB at 600k rows, for coefficients whose standard errors are
-    #: already small at 150k.
-    max_rows: int = 150_000
+    #: already small at 150k. At 100k contracts 60k rows fit in 2.0 s against 4.2 s for 150k, with
+    #: the same holdout IBS (0.0386) and Uno C (0.926).
+    max_rows: int = 60_000
     seed: int = 0
 
     def fit(self, lm: Landmarks, start: CoxHazardResult | None = None) -> CoxHazardResult:

@@ -20,7 +20,7 @@ product.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -309,14 +309,21 @@ class DiscreteHazard(StepGrid):
         return event_step, np.minimum(last, self.steps)
 
     def labelled_chunks(self, lm: Landmarks, chunk_rows: int | None = None,
+                        sample: Callable[[np.ndarray], np.ndarray] | None = None,
                         ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """(contract position, step, level codes by covariate, outcome code) of the contract-step rows,
-        chunk by chunk."""
+        chunk by chunk; ``sample(y)``, if given, returns the indices of the chunk's rows to keep given
+        their outcome codes (the codes of the others are never computed)."""
         event_step, last = self.outcome_steps(lm)
         event_type = np.asarray(lm.event_type)
-        for pos, k, codes in panel_chunks(lm.features, last, self.step_days, self.launch_months, chunk_rows):
-            y = np.where(k == event_step[pos], event_type[pos], 0).astype(np.int8)
-            yield pos, k, codes, y
+
+        def outcome(pos: np.ndarray, k: np.ndarray) -> np.ndarray:
+            return np.where(k == event_step[pos], event_type[pos], 0).astype(np.int8)
+
+        select = None if sample is None else (lambda pos, k: sample(outcome(pos, k)))
+        for pos, k, codes in panel_chunks(lm.features, last, self.step_days, self.launch_months, chunk_rows,
+                                          select):
+            yield pos, k, codes, outcome(pos, k)
 
     def panel(self, lm: Landmarks, chunk_rows: int | None = None) -> tuple[Design, np.ndarray]:
         """Contract-step rows while at risk and observed (whole months), with outcome codes.

@@ -446,17 +446,23 @@ def compact_columns(features: pd.DataFrame) -> dict[str, np.ndarray | pd.Categor
 
 def _take(columns: dict[str, np.ndarray | pd.Categorical], part: np.ndarray, steps: np.ndarray) -> pd.DataFrame:
     """Panel rows: each contract at positions ``part`` repeated ``steps`` times."""
+    return _rows(columns, np.repeat(part, steps))
+
+
+def _rows(columns: dict[str, np.ndarray | pd.Categorical], pos: np.ndarray) -> pd.DataFrame:
+    """Panel rows: the contracts at positions ``pos``, one row each."""
     data = {}
     for name, values in columns.items():
         if isinstance(values, pd.Categorical):
-            data[name] = pd.Categorical.from_codes(np.repeat(values.codes[part], steps), dtype=values.dtype)
+            data[name] = pd.Categorical.from_codes(values.codes[pos], dtype=values.dtype)
         else:
-            data[name] = np.repeat(values[part], steps)
+            data[name] = values[pos]
     return pd.DataFrame(data, copy=False)  # no copy into 2-D blocks: each column is read on its own
 
 
 def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float,
                  launch_months: tuple[int, ...], chunk_rows: int | None = None,
+                 select: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The contract-step panel in chunks: ``(contract position, step k, level codes)`` per chunk.
 
@@ -464,7 +470,8 @@ def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float
     within a chunk, rows are by contract (in input order) then step. The codes, laid out by
     covariate ``(covariates, rows)``, are those :func:`encode` gives the same rows of the
     materialised panel. A contract without an origin (``as_of`` missing) has every covariate at its
-    reference level, as in :func:`encode`.
+    reference level, as in :func:`encode`. ``select(pos, k)``, if given, returns the indices of the
+    chunk's rows to keep; codes are computed for those rows only.
     """
     n = len(features)
     last_step = np.asarray(last_step, dtype=np.int64)
@@ -487,10 +494,15 @@ def panel_chunks(features: pd.DataFrame, last_step: np.ndarray, step_days: float
             pos = np.repeat(part, steps)
             first = np.repeat(np.cumsum(steps) - steps, steps)
             k = np.arange(len(pos)) - first + 1
+            if select is not None:
+                kept = select(pos, k)
+                pos, k = pos[kept], k[kept]
             if ctx is None:
                 codes = np.zeros((len(COVARIATES), len(pos)), np.int16)
-            else:
+            elif select is None:
                 codes = covariate_codes(_take(columns, part, steps), (k - 0.5) * step_days, ctx)
+            else:
+                codes = covariate_codes(_rows(columns, pos), (k - 0.5) * step_days, ctx)
             yield pos, k, codes
 
 
