@@ -38,7 +38,7 @@ import timing.modelio as modelio
 from timing.asof import open_snapshot
 from timing.config import FitSettings
 from timing.demo import generate_demo
-from timing.features import features_at, features_sql
+from timing.features import features_at, features_sql, measure_usage, pairs_sql
 from timing.fitting import FitReport, fit_models, register_model
 from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
@@ -628,7 +628,8 @@ def test_origin_features_from_held_tables_equal_those_from_the_views(world: Worl
             direct = pd.concat([_features_at_origin(con, schema, o, 150, 3) for o in origins], ignore_index=True)
             pd.testing.assert_frame_equal(held, direct, check_exact=False, rtol=1e-12)
         leftover = snap.con.execute("SELECT schema_name FROM duckdb_schemas() WHERE schema_name LIKE '\\_held%' "
-                                    "ESCAPE '\\' OR schema_name LIKE 'origin%'").fetchall()
+                                    "ESCAPE '\\' OR schema_name LIKE '\\_origins%' ESCAPE '\\' "
+                                    "OR schema_name LIKE 'origin%'").fetchall()
         assert leftover == []
 
 
@@ -636,10 +637,11 @@ def test_features_of_a_subset_of_contracts_equal_their_rows_among_all(world: Wor
     # the customer-level history is computed for the customers of the contracts asked for only
     with open_snapshot(world.full, T) as snap:
         con = snap.con
-        every = con.execute(features_sql(snap.schema, T)).df()
-        con.execute(f"CREATE TEMP TABLE _some AS SELECT contract_id FROM ({features_sql(snap.schema, T)}) "
+        con.register("_usage", measure_usage(con, f"{snap.schema}.readings", con.execute(pairs_sql(snap.schema, T)).df()))
+        every = con.execute(features_sql(snap.schema, T, "_usage")).df()
+        con.execute(f"CREATE TEMP TABLE _some AS SELECT contract_id FROM ({features_sql(snap.schema, T, '_usage')}) "
                     "WHERE hash(contract_id) % 3 = 0")
-        some = con.execute(features_sql(snap.schema, T, "_some")).df()
+        some = con.execute(features_sql(snap.schema, T, "_usage", "_some")).df()
     assert 0 < len(some) < len(every)
     expected = every[every["contract_id"].isin(some["contract_id"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(some, expected, check_exact=True)

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from timing.asof import open_snapshot
 from timing.features import MIN_USAGE_SPAN_DAYS, USAGE_WINDOW_DAYS, features_at
 from timing.ingest import ingest
-from timing.usage import Z80, project_usage, slope_and_se
+from timing.usage import Z80, measure_readings, project_usage, slope_and_se
 
 AS_OF = date(2026, 6, 30)  # the as-of of the hand-written export in conftest.py
 
@@ -53,15 +53,17 @@ def synthetic_cars() -> pd.DataFrame:
 
 
 def sufficient_statistics(readings: pd.DataFrame) -> pd.DataFrame:
-    """n, Sxx, Sxy, Syy per car, aggregated by DuckDB the way features_at does (x in days)."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("r", readings)
-    return con.execute(
-        """SELECT car, regr_count(odometer_km, day) AS n, regr_sxx(odometer_km, day) AS sxx,
-                  regr_sxy(odometer_km, day) AS sxy, regr_syy(odometer_km, day) AS syy
-           FROM (SELECT *, epoch(recorded_at) / 86400.0 AS day FROM r) GROUP BY car ORDER BY car"""
-    ).df().set_index("car")
+    """n, Sxx, Sxy, Syy per car, measured as features_at does (x in days): one pair per car whose
+    contract window holds all its readings."""
+    t = pd.to_datetime(readings["recorded_at"]).dt.tz_localize(None)
+    cars = readings.assign(recorded_at=t).groupby("car")["recorded_at"].agg(["min", "max"])
+    pairs = pd.DataFrame({"contract_id": cars.index, "vehicle_id": cars.index,
+                          "start_date": cars["min"].dt.normalize(), "as_of": cars["max"].dt.normalize()})
+    r = pd.DataFrame({"vehicle_id": readings["car"], "recorded_at": t, "odometer_km": readings["odometer_km"],
+                      "battery_soh_pct": np.nan})
+    m = measure_readings(r, pairs, window_days=10_000).set_index("contract_id")
+    return pd.DataFrame({"n": m["n_all"].astype(float), "sxx": m["sxx_all"], "sxy": m["sxy_all"],
+                         "syy": m["syy_all"]}).rename_axis("car")
 
 
 def test_slope_and_standard_error_equal_statsmodels_ols_car_by_car() -> None:
@@ -228,3 +230,70 @@ def test_projection_band_always_brackets_the_estimate(rate: float, noise: float,
     for _, r in out.iterrows():
         assert r["km_per_day"] >= 0 and r["km_per_day_se"] >= 0 and r["has_telematics"] in (0, 1)
         assert r["days_to_allowance_low"] <= r["days_to_allowance"] <= r["days_to_allowance_high"]
+
+
+# --- measuring readings for many (contract, date) pairs at once ----------------------------
+
+#: The direct definition: per pair, SQL aggregates over the vehicle's readings in its windows.
+REFERENCE_SQL = """
+SELECT p.contract_id, p.as_of,
+       count(r.recorded_at) AS n_readings, max(r.recorded_at) AS last_reading_at,
+       arg_max(r.odometer_km, r.recorded_at) AS odometer_last, arg_min(r.odometer_km, r.recorded_at) AS odometer_first,
+       min(r.recorded_at) AS first_reading_at,
+       regr_count(r.odometer_km, r.day) FILTER (WHERE r.recorded_at >= p.recent_from) AS n_recent,
+       regr_sxx(r.odometer_km, r.day) FILTER (WHERE r.recorded_at >= p.recent_from) AS sxx_recent,
+       regr_sxy(r.odometer_km, r.day) FILTER (WHERE r.recorded_at >= p.recent_from) AS sxy_recent,
+       regr_syy(r.odometer_km, r.day) FILTER (WHERE r.recorded_at >= p.recent_from) AS syy_recent,
+       max(r.day) FILTER (WHERE r.recorded_at >= p.recent_from)
+         - min(r.day) FILTER (WHERE r.recorded_at >= p.recent_from) AS span_recent,
+       regr_count(r.odometer_km, r.day) AS n_all, regr_sxx(r.odometer_km, r.day) AS sxx_all,
+       regr_sxy(r.odometer_km, r.day) AS sxy_all, regr_syy(r.odometer_km, r.day) AS syy_all,
+       max(r.day) - min(r.day) AS span_all,
+       arg_max(r.battery_soh_pct, r.recorded_at) FILTER (WHERE r.battery_soh_pct IS NOT NULL) AS battery_soh,
+       regr_slope(r.battery_soh_pct, r.day) FILTER (WHERE r.recorded_at >= p.recent_from) * 365.25
+         AS battery_slope_per_year
+FROM (SELECT *, greatest(CAST(start_date AS TIMESTAMP), CAST(as_of AS TIMESTAMP) - INTERVAL 30 DAY) AS recent_from
+      FROM pairs) p
+LEFT JOIN (SELECT *, epoch(recorded_at) / 86400.0 AS day FROM readings) r
+  ON r.vehicle_id = p.vehicle_id AND r.recorded_at >= p.start_date AND r.recorded_at < p.as_of + INTERVAL 1 DAY
+GROUP BY p.contract_id, p.as_of ORDER BY p.contract_id
+"""
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_measured_readings_equal_the_direct_sql_aggregates(seed: int) -> None:
+    """Random cars and (contract, date) pairs: readings at midnight bounds, ties, missing battery
+    values, cars without readings, contracts starting after their date, several dates per car."""
+    rng = np.random.default_rng(seed)
+    cars = [f"V{i}" for i in range(rng.integers(1, 8))]
+    n = int(rng.integers(0, 300))
+    day = rng.integers(0, 120, n)
+    moment = np.where(rng.random(n) < 0.2, 0, rng.integers(0, 86_400, n))  # a fifth exactly at midnight
+    t = pd.Timestamp("2026-01-01") + pd.to_timedelta(day, "D") + pd.to_timedelta(moment, "s")
+    readings = pd.DataFrame({"vehicle_id": rng.choice(cars[:-1] or cars, n), "recorded_at": t,
+                             "odometer_km": np.round(rng.uniform(0, 90_000, n), 1),
+                             "battery_soh_pct": np.where(rng.random(n) < 0.4, np.nan, np.round(rng.uniform(70, 100, n), 1))})
+    readings = readings.drop_duplicates(["vehicle_id", "recorded_at"])  # ties in time order differently
+    k = int(rng.integers(1, 40))
+    start = pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(-10, 100, k), "D")
+    pairs = pd.DataFrame({"contract_id": [f"K{i:03d}" for i in range(k)], "vehicle_id": rng.choice(cars, k),
+                          "start_date": start, "as_of": start + pd.to_timedelta(rng.integers(-5, 90, k), "D")})
+    got = measure_readings(readings.sample(frac=1, random_state=seed % 1000), pairs, window_days=30)
+    con = duckdb.connect()
+    con.register("readings", readings)
+    con.register("pairs", pairs)
+    want = con.execute(REFERENCE_SQL).df()
+    got = got.sort_values("contract_id").reset_index(drop=True)
+    assert list(got["contract_id"]) == list(want["contract_id"])
+    for c in got.columns[2:]:
+        a, b = got[c], want[c]
+        if c == "n_readings":  # SQL counts 0 over no reading, measure_readings leaves it empty
+            assert a.fillna(0).astype(int).tolist() == b.astype(int).tolist()
+        elif c.startswith("n_"):
+            b = b.where(want["n_readings"] > 0)
+            assert a.astype("float").fillna(-1).tolist() == b.astype("float").fillna(-1).tolist(), c
+        elif a.dtype.kind == "M":
+            assert pd.to_datetime(a).equals(pd.to_datetime(b).astype(a.dtype)), c
+        else:
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-9, atol=1e-6, err_msg=c)

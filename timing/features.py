@@ -3,7 +3,9 @@
 The same function serves training (at many past origins) and scoring (at the
 as-of date), so a feature can never mean one thing in training and another
 in production. Everything is set-based SQL over the as-of views of
-:mod:`timing.asof`; pandas only receives the final per-contract table.
+:mod:`timing.asof`, except the readings (the large table), which are fetched
+sorted once and measured by vectorised numpy (:func:`timing.usage.measure_readings`)
+for one date or, in training, for every origin at once.
 
 Notes
 -----
@@ -28,12 +30,12 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from timing.usage import project_usage
+from timing.usage import empty_usage, measure_readings, project_usage
 
-USAGE_WINDOW_DAYS = 365
-BATTERY_WINDOW_DAYS = 365
+USAGE_WINDOW_DAYS = 365  # also the window of the battery health's slope
 MIN_USAGE_SPAN_DAYS = 21
 #: A repurchase signed this soon after a critical fault says little about the customer's habit.
 HABIT_FAULT_DAYS = 90
@@ -58,6 +60,7 @@ def features_at(
     schema: str,
     as_of: date,
     contracts: str | None = None,
+    usage: str | None = None,
 ) -> pd.DataFrame:
     """Features of every contract open on ``as_of``.
 
@@ -71,72 +74,50 @@ def features_at(
     contracts
         Optional SQL relation with a ``contract_id`` column restricting the
         contracts (used to subsample training origins).
+    usage
+        Optional relation of :func:`timing.usage.measure_readings` covering the
+        contracts on ``as_of`` (training measures all its origins at once);
+        measured here otherwise.
 
     Returns
     -------
     DataFrame sorted by ``contract_id``; see the module notes for meanings.
     """
-    sql = features_sql(schema, as_of, contracts)
-    return project_usage(con.execute(sql).df(), min_span_days=MIN_USAGE_SPAN_DAYS)
+    if usage is None:  # measured here, for the open contracts on T
+        pairs = con.execute(pairs_sql(schema, as_of, contracts)).df()
+        name = f"_usage_{abs(hash((schema, as_of, contracts))) % 10**9}"
+        con.register(name, measure_usage(con, f"{schema}.readings", pairs))
+        try:
+            frame = con.execute(features_sql(schema, as_of, name, contracts)).df()
+        finally:
+            con.unregister(name)
+    else:
+        frame = con.execute(features_sql(schema, as_of, usage, contracts)).df()
+    return project_usage(frame, min_span_days=MIN_USAGE_SPAN_DAYS)
 
 
-def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
+def features_sql(schema: str, as_of: date, usage: str, contracts: str | None = None) -> str:
     """The SQL (DuckDB dialect) behind :func:`features_at`, before the usage projection.
 
     Both engines run this one statement: DuckDB as it stands, Spark after
     :func:`timing.engines.dialect.to_spark` translates it. ``schema`` qualifies the as-of
-    views (``view_at.readings``); ``contracts`` is as in :func:`features_at`.
+    views (``view_at.contracts``); ``usage`` names the relation of
+    :func:`timing.usage.measure_readings` for (at least) the open contracts on ``as_of``
+    (:func:`measure_usage`); ``contracts`` is as in :func:`features_at`.
     """
     s = schema
     t = f"DATE '{as_of.isoformat()}'"
     end_of_t = f"(DATE '{as_of.isoformat()}' + INTERVAL 1 DAY)"
-    restrict = f"AND c.contract_id IN (SELECT contract_id FROM {contracts})" if contracts else ""
     sql = f"""
-    WITH open AS (
-        SELECT c.*, cu.customer_type, cu.branch_id, cu.region,
-               v.brand, v.model, v.model_year, v.powertrain, v.list_price
-        FROM {s}.contracts c
-        JOIN (SELECT contract_id, outcome FROM {s}.outcomes) o USING (contract_id)
-        JOIN {s}.customers cu ON cu.customer_id = c.customer_id
-        LEFT JOIN {s}.vehicles v ON v.vehicle_id = c.vehicle_id
-        WHERE o.outcome = 'open' {restrict}
-    ),
+    WITH open AS ({open_sql(s, contracts)}),
     fleet AS (  -- over every open contract of the customer, sampled or not
         SELECT c.customer_id, count(*) AS fleet_size
         FROM {s}.contracts c JOIN {s}.outcomes o USING (contract_id)
         WHERE o.outcome = 'open' AND c.customer_id IN (SELECT customer_id FROM open)
         GROUP BY c.customer_id
     ),
-    r AS (  -- readings during the contract, in the usage window
-        SELECT o.contract_id, rd.recorded_at, rd.odometer_km, rd.battery_soh_pct,
-               epoch(rd.recorded_at) / 86400.0 AS day,
-               rd.recorded_at >= {t} - INTERVAL {USAGE_WINDOW_DAYS} DAY AS recent
-        FROM open o JOIN {s}.readings rd ON rd.vehicle_id = o.vehicle_id
-        WHERE rd.recorded_at >= o.start_date AND rd.recorded_at < {end_of_t}
-    ),
-    usage AS (
-        SELECT contract_id,
-               count(*) AS n_readings,
-               max(recorded_at) AS last_reading_at,
-               arg_max(odometer_km, recorded_at) AS odometer_last,
-               arg_min(odometer_km, recorded_at) AS odometer_first,
-               min(recorded_at) AS first_reading_at,
-               regr_count(odometer_km, day) FILTER (WHERE recent) AS n_recent,
-               regr_sxx(odometer_km, day) FILTER (WHERE recent) AS sxx_recent,
-               regr_sxy(odometer_km, day) FILTER (WHERE recent) AS sxy_recent,
-               regr_syy(odometer_km, day) FILTER (WHERE recent) AS syy_recent,
-               max(day) FILTER (WHERE recent) - min(day) FILTER (WHERE recent) AS span_recent,
-               regr_count(odometer_km, day) AS n_all,
-               regr_sxx(odometer_km, day) AS sxx_all,
-               regr_sxy(odometer_km, day) AS sxy_all,
-               regr_syy(odometer_km, day) AS syy_all,
-               max(day) - min(day) AS span_all,
-               arg_max(battery_soh_pct, recorded_at) FILTER (WHERE battery_soh_pct IS NOT NULL)
-                 AS battery_soh,
-               regr_slope(battery_soh_pct, day) FILTER (
-                   WHERE recorded_at >= {t} - INTERVAL {BATTERY_WINDOW_DAYS} DAY) * 365.25
-                 AS battery_slope_per_year
-        FROM r GROUP BY contract_id
+    usage AS (  -- the open contracts' readings on T (measure_usage), one row each
+        SELECT * FROM {usage} WHERE as_of = {t}
     ),
     faults AS (
         SELECT o.contract_id,
@@ -262,3 +243,62 @@ def features_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
     ORDER BY o.contract_id
     """
     return sql
+
+
+def open_sql(schema: str, contracts: str | None = None) -> str:
+    """The contracts open in the as-of views of ``schema``, with their customer and vehicle."""
+    s = schema
+    restrict = f"AND c.contract_id IN (SELECT contract_id FROM {contracts})" if contracts else ""
+    return f"""
+        SELECT c.*, cu.customer_type, cu.branch_id, cu.region,
+               v.brand, v.model, v.model_year, v.powertrain, v.list_price
+        FROM {s}.contracts c
+        JOIN (SELECT contract_id, outcome FROM {s}.outcomes) o USING (contract_id)
+        JOIN {s}.customers cu ON cu.customer_id = c.customer_id
+        LEFT JOIN {s}.vehicles v ON v.vehicle_id = c.vehicle_id
+        WHERE o.outcome = 'open' {restrict}"""
+
+
+def pairs_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
+    """The (contract, date) pairs whose readings :func:`features_sql` reads: the open contracts on T."""
+    return (f"SELECT contract_id, vehicle_id, start_date, DATE '{as_of.isoformat()}' AS as_of "
+            f"FROM ({open_sql(schema, contracts)}) ORDER BY contract_id")
+
+
+#: Vehicles whose readings are fetched and measured at once: about 5M readings rows at one reading
+#: every 4 days, about 1 GB of arrays while they are measured, however large the portfolio.
+USAGE_CHUNK_VEHICLES = 50_000
+
+
+def measure_usage(con: duckdb.DuckDBPyConnection, readings: str, pairs: pd.DataFrame,
+                  chunk_vehicles: int = USAGE_CHUNK_VEHICLES) -> pd.DataFrame:
+    """:func:`timing.usage.measure_readings` for ``pairs``, over the readings relation ``readings``.
+
+    DuckDB fetches the readings of the pairs' vehicles between the earliest start and the end of
+    the latest date, already in vehicle and time order, ``chunk_vehicles`` vehicles at a time.
+    """
+    vehicles = np.sort(pd.unique(pairs["vehicle_id"].to_numpy()))
+    parts = []
+    name = f"_usage_vehicles_{abs(hash(readings)) % 10**9}"
+    for i in range(0, max(len(vehicles), 1), chunk_vehicles):
+        chunk = vehicles[i:i + chunk_vehicles]
+        mine = pairs[pairs["vehicle_id"].isin(chunk)]
+        if mine.empty:
+            continue
+        code = pd.DataFrame({"vehicle_id": chunk, "code": np.arange(len(chunk), dtype=np.int64)})
+        lo = pd.Timestamp(pd.to_datetime(mine["start_date"]).min())
+        hi = pd.Timestamp(pd.to_datetime(mine["as_of"]).max()) + pd.Timedelta(days=1)
+        con.register(name, code)
+        try:
+            found = con.execute(
+                f"""SELECT u.code AS vehicle_id, rd.recorded_at, rd.odometer_km, rd.battery_soh_pct
+                FROM {readings} rd JOIN {name} u ON u.vehicle_id = rd.vehicle_id
+                WHERE rd.recorded_at >= TIMESTAMP '{lo}' AND rd.recorded_at < TIMESTAMP '{hi}'
+                ORDER BY u.code, rd.recorded_at, rd.odometer_km, rd.battery_soh_pct"""
+            ).fetchnumpy()
+        finally:
+            con.unregister(name)
+        coded = mine.assign(vehicle_id=code.set_index("vehicle_id")["code"].reindex(mine["vehicle_id"]).to_numpy())
+        parts.append(measure_readings(found, coded, USAGE_WINDOW_DAYS))
+    return pd.concat(parts, ignore_index=True) if parts else empty_usage()
+

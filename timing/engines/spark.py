@@ -6,6 +6,9 @@ What runs where:
   :func:`timing.asof.view_sql` and :func:`timing.features.features_sql`,
   translated by :func:`timing.engines.dialect.to_spark` and run over Spark
   temporary views: the readings and fault codes never leave the cluster;
+- the readings are measured per contract by :func:`timing.usage.measure_readings`
+  itself, in a ``cogroup().applyInPandas`` UDF over buckets of vehicles (the
+  open contracts and their cars' readings meet in the same bucket);
 - the contract outcomes (one row per contract) are derived on the driver by
   :func:`timing.outcomes.derive_outcomes` itself, in an in-memory DuckDB;
 - the per-contract feature table is collected to the driver, where
@@ -48,14 +51,14 @@ from timing.engines.spark_ingest import (
     duckdb_type,
     spark_ingest_checks,
 )
-from timing.features import MIN_USAGE_SPAN_DAYS, features_sql
+from timing.features import MIN_USAGE_SPAN_DAYS, USAGE_WINDOW_DAYS, features_sql, pairs_sql
 from timing.ingest import ExportError, IngestReport, _parse_sql, _q, find_table_file, ingest
 from timing.modelio import load_model
 from timing.outcomes import derive_outcomes
 from timing.schema import TABLES, Table
 from timing.scoring import score_frame
 from timing.store import configure
-from timing.usage import project_usage
+from timing.usage import READING_COLUMNS, empty_usage, measure_readings, project_usage
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -155,7 +158,8 @@ def _duckdb_feature_schema(as_of: date) -> pa.Schema:
         for table in TABLES:
             con.execute(f"CREATE TABLE src.{table.name} ({_duckdb_columns(table)})")
         create_views(con, "src", as_of, "view_at")
-        return _arrow(con, features_sql("view_at", as_of)).schema
+        con.register("no_usage", empty_usage())
+        return _arrow(con, features_sql("view_at", as_of, "no_usage")).schema
     finally:
         con.close()
 
@@ -181,7 +185,8 @@ def spark_features(spark: SparkSession, tables: str | Path | Mapping[str, DataFr
     check_session(spark)
     register_tables(spark, tables, "src")
     create_spark_views(spark, as_of, "src", "view_at")
-    result = spark.sql(to_spark(features_sql("view_at", as_of))).toArrow()
+    spark_usage(spark, as_of, "view_at").createOrReplaceTempView("view_at_usage")
+    result = spark.sql(to_spark(features_sql("view_at", as_of, "view_at.usage"))).toArrow()
     # through DuckDB's own conversion, so that types and pandas dtypes are those of features_at
     result = result.cast(_duckdb_feature_schema(as_of))
     con = duckdb.connect()
@@ -191,6 +196,37 @@ def spark_features(spark: SparkSession, tables: str | Path | Mapping[str, DataFr
     finally:
         con.close()
     return project_usage(frame, min_span_days=MIN_USAGE_SPAN_DAYS)
+
+
+def _usage_schema() -> StructType:
+    from pyspark.sql import types as T
+
+    kinds = {"Int64": T.LongType(), "datetime64[us]": T.TimestampType(), "float64": T.DoubleType()}
+    return T.StructType([T.StructField("contract_id", T.StringType()), T.StructField("as_of", T.TimestampType()),
+                         *(T.StructField(name, kinds[kind]) for name, kind in READING_COLUMNS.items())])
+
+
+def spark_usage(spark: SparkSession, as_of: date, schema: str = "view_at", buckets: int | None = None) -> DataFrame:
+    """The readings of the contracts open on ``as_of``, measured by
+    :func:`timing.usage.measure_readings` on the executors: the open contracts (``pairs_sql``) and
+    their vehicles' readings are cogrouped by a hash bucket of the vehicle, each bucket measured
+    by the same function the DuckDB path calls."""
+    from pyspark.sql import functions as F
+
+    pairs = spark.sql(to_spark(pairs_sql(schema, as_of)))
+    readings = (spark.table(f"{schema}_readings")
+                .select("vehicle_id", "recorded_at", "odometer_km", "battery_soh_pct")
+                .join(pairs.select("vehicle_id").distinct(), "vehicle_id", "left_semi"))
+    n = buckets or max(2 * spark.sparkContext.defaultParallelism, 1)
+
+    def bucket(df: DataFrame) -> DataFrame:
+        return df.withColumn("_bucket", F.pmod(F.xxhash64("vehicle_id"), F.lit(n)))
+
+    def measure(p: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
+        return measure_readings(r, p, USAGE_WINDOW_DAYS)
+
+    return (bucket(pairs).groupBy("_bucket").cogroup(bucket(readings).groupBy("_bucket"))
+            .applyInPandas(measure, schema=_usage_schema()))
 
 
 # ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from timing.asof import create_views
-from timing.features import features_at
+from timing.features import features_at, measure_usage, pairs_sql
 from timing.models.panel import MONTH_DAYS
 from timing.schema import SUCCESSOR_GRACE_DAYS, TABLES
 
@@ -125,29 +125,53 @@ def origin_features(
     origin can reach its features, and nothing after T can reach anything.
     """
     say = progress or (lambda _m: None)
-    held = _hold(con, source) if len(origins) > 1 else None
+    if len(origins) == 1:
+        return _features_at_origin(con, source, origins[0], max_contracts_per_origin, seed)
+    held = _hold(con, source)
     base = held or source
     threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    workers = max(1, min(ORIGIN_WORKERS, threads)) if held else 1
+    run = f"_origins_{abs(hash((source, id(con)))) % 10**9}"
+    schemas = {o: f"{run}_{o.strftime('%Y%m%d')}" for o in origins}
 
-    def at(origin: date) -> pd.DataFrame:  # on its own connection to the same database
-        cur = con.cursor()
-        try:
-            return _features_at_origin(cur, base, origin, max_contracts_per_origin, seed)
-        finally:
-            cur.close()
+    def on_cursor(fn: Callable[[duckdb.DuckDBPyConnection, date], pd.DataFrame]) -> Callable[[date], pd.DataFrame]:
+        def call(origin: date) -> pd.DataFrame:  # on its own connection to the same (in-memory) database
+            cur = con.cursor() if held else con
+            try:
+                return fn(cur, origin)
+            finally:
+                if held:
+                    cur.close()
+        return call
+
+    def open_at(cur: duckdb.DuckDBPyConnection, origin: date) -> pd.DataFrame:
+        restrict = _origin_views(cur, base, origin, schemas[origin], max_contracts_per_origin, seed)
+        return cur.execute(pairs_sql(schemas[origin], origin, restrict)).df()
+
+    def features_of(cur: duckdb.DuckDBPyConnection, origin: date) -> pd.DataFrame:
+        restrict = f"{schemas[origin]}._sample" if max_contracts_per_origin else None
+        return features_at(cur, schemas[origin], origin, restrict, usage=f"{run}.usage")
 
     frames = []
+    con.execute(f"CREATE SCHEMA {run}")
     try:
         # two origins at a time where DuckDB may use two threads: one origin's statements keep 1.6 of
-        # 2 cores busy (the view and outcome set-up and the usage projection run on one)
-        with ThreadPoolExecutor(max_workers=max(1, min(ORIGIN_WORKERS, threads))) as pool:
-            for i, frame in enumerate(pool.map(at, origins)):  # in the origins' order
+        # 2 cores busy (the view and outcome set-up run on one)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pairs = pd.concat(list(pool.map(on_cursor(open_at), origins)), ignore_index=True)
+            say(f"readings of {len(pairs):,} contracts at {len(origins)} training origins")
+            # every origin's readings in one pass (the usage definition of timing.features)
+            usage = measure_usage(con, f"{base}.readings", pairs)
+            con.register(f"{run}_frame", usage)
+            con.execute(f"CREATE TABLE {run}.usage AS SELECT * FROM {run}_frame")
+            con.unregister(f"{run}_frame")
+            for i, frame in enumerate(pool.map(on_cursor(features_of), origins)):  # in the origins' order
                 frames.append(frame)
                 if (i + 1) % 6 == 0 or i + 1 == len(origins):
                     say(f"features at {i + 1}/{len(origins)} training origins")
     finally:
-        if held:
-            con.execute(f"DROP SCHEMA {held} CASCADE")
+        for schema in [*schemas.values(), run, *([held] if held else [])]:
+            con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -178,24 +202,32 @@ def _hold(con: duckdb.DuckDBPyConnection, source: str) -> str | None:
     return schema
 
 
+def _origin_views(con: duckdb.DuckDBPyConnection, source: str, origin: date, schema: str,
+                  max_contracts_per_origin: int | None, seed: int) -> str | None:
+    """The as-of views at ``origin`` in ``schema`` and, when sampling, the sampled open contracts
+    (``schema._sample``, a deterministic sample: hash of contract, origin and seed); returns the
+    relation restricting the contracts, or None."""
+    create_views(con, source, origin, schema)
+    if not max_contracts_per_origin:
+        return None
+    con.execute(
+        f"""CREATE TABLE {schema}._sample AS
+        SELECT contract_id FROM {schema}.outcomes WHERE outcome = 'open'
+        ORDER BY hash(contract_id || '{origin}' || '{seed}'), contract_id
+        LIMIT {int(max_contracts_per_origin)}"""
+    )
+    return f"{schema}._sample"
+
+
 def _features_at_origin(con: duckdb.DuckDBPyConnection, source: str, origin: date,
                         max_contracts_per_origin: int | None, seed: int) -> pd.DataFrame:
+    """One origin's features, on their own (the usage measured for this origin alone)."""
     schema = f"origin_{origin.strftime('%Y%m%d')}"
-    create_views(con, source, origin, schema)
     try:
-        restrict = None
-        if max_contracts_per_origin:
-            # a deterministic sample: hash of (contract, origin, seed)
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _sample AS
-                SELECT contract_id FROM {schema}.outcomes WHERE outcome = 'open'
-                ORDER BY hash(contract_id || '{origin}' || '{seed}'), contract_id
-                LIMIT {int(max_contracts_per_origin)}"""
-            )
-            restrict = "_sample"
+        restrict = _origin_views(con, source, origin, schema, max_contracts_per_origin, seed)
         return features_at(con, schema, origin, restrict)
     finally:
-        con.execute(f"DROP SCHEMA {schema} CASCADE")
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def landmarks(features: pd.DataFrame, outcomes: pd.DataFrame, fit_as_of: date, horizon: int) -> Landmarks:
