@@ -260,7 +260,7 @@ GROUP BY p.contract_id, p.as_of ORDER BY p.contract_id
 """
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)  # the same examples on every run
 @given(seed=st.integers(0, 2**31 - 1))
 def test_measured_readings_equal_the_direct_sql_aggregates(seed: int) -> None:
     """Random cars and (contract, date) pairs: readings at midnight bounds, ties, missing battery
@@ -296,4 +296,6 @@ def test_measured_readings_equal_the_direct_sql_aggregates(seed: int) -> None:
         elif a.dtype.kind == "M":
             assert pd.to_datetime(a).equals(pd.to_datetime(b).astype(a.dtype)), c
         else:
-            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-9, atol=1e-6, err_msg=c)
+            # 1e-6: two readings seconds apart make a battery slope of ~1e4 a year whose two
+            # summation orders differ at 3e-9; a wrong window differs at order 1
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-6, atol=1e-6, err_msg=c)
