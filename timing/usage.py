@@ -219,6 +219,7 @@ def measure_readings(readings: pd.DataFrame | dict, pairs: pd.DataFrame, window_
 
     m = len(pv)
     count = np.where(empty, 0, stops - starts)
+
     def counted_in(flag: np.ndarray) -> np.ndarray:  # each window's number of flagged readings (exact)
         running = np.r_[0, np.cumsum(flag, dtype=np.int64)]
         return np.where(empty, 0, running[stops] - running[starts]).astype(float)

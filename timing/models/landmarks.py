@@ -123,6 +123,11 @@ def origin_features(
     ``source`` holds the tables as of some date T >= every origin (the views of
     a snapshot); the origin views are built on top of it, so nothing after an
     origin can reach its features, and nothing after T can reach anything.
+
+    In three passes: the views and (sampled) open contracts at every origin, two
+    origins at a time; the readings of all (contract, origin) pairs measured at
+    once (:func:`timing.features.measure_usage`, each pair's windows ending with
+    its origin's day); then each origin's feature statement over those measures.
     """
     say = progress or (lambda _m: None)
     if len(origins) == 1:
