@@ -281,15 +281,16 @@ def measure_usage(con: duckdb.DuckDBPyConnection, readings: str, pairs: pd.DataF
     the latest date, already in vehicle and time order, ``chunk_vehicles`` vehicles at a time.
     """
     pairs = pairs.reset_index(drop=True)
-    vehicles = np.sort(pd.unique(pairs["vehicle_id"].to_numpy()))
-    chunks = [vehicles[i:i + chunk_vehicles] for i in range(0, len(vehicles), chunk_vehicles)]
+    # the vehicles sorted, and each pair's vehicle's place among them
+    code, vehicles = pd.factorize(pairs["vehicle_id"].to_numpy(), sort=True)
+    vehicles = np.asarray(vehicles)
+    chunk_of = code // chunk_vehicles
 
-    def measure(chunk: np.ndarray) -> pd.DataFrame:
-        mine = pairs[pairs["vehicle_id"].isin(chunk)]
-        code = pd.DataFrame({"vehicle_id": chunk, "code": np.arange(len(chunk), dtype=np.int64)})
+    def measure(k: int, mine: pd.DataFrame) -> pd.DataFrame:
+        chunk = vehicles[k * chunk_vehicles:(k + 1) * chunk_vehicles]
         lo = pd.Timestamp(pd.to_datetime(mine["start_date"]).min())
         hi = pd.Timestamp(pd.to_datetime(mine["as_of"]).max()) + pd.Timedelta(days=1)
-        con.register("_usage_vehicles", code)
+        con.register("_usage_vehicles", pd.DataFrame({"vehicle_id": chunk, "code": np.arange(len(chunk))}))
         try:
             found = con.execute(
                 f"""SELECT u.code AS vehicle_id, rd.recorded_at, rd.odometer_km, rd.battery_soh_pct
@@ -299,10 +300,10 @@ def measure_usage(con: duckdb.DuckDBPyConnection, readings: str, pairs: pd.DataF
             ).fetchnumpy()
         finally:
             con.unregister("_usage_vehicles")
-        coded = mine.assign(vehicle_id=code.set_index("vehicle_id")["code"].reindex(mine["vehicle_id"]).to_numpy())
+        coded = mine.assign(vehicle_id=code[mine.index] - k * chunk_vehicles)  # the chunk's own codes
         return measure_readings(found, coded, USAGE_WINDOW_DAYS).set_axis(mine.index)
 
-    parts = [measure(chunk) for chunk in chunks]
+    parts = [measure(k, mine) for k, mine in pairs.groupby(chunk_of, sort=True)]
     if not parts:
         return empty_usage()
     return pd.concat(parts).reindex(pairs.index).reset_index(drop=True)

@@ -167,8 +167,8 @@ def measure_readings(readings: pd.DataFrame | dict, pairs: pd.DataFrame, window_
     call instead of joining the readings once per origin; both engines call this function (Spark
     through a pandas UDF), so the definition is one.
     """
-    out = pd.DataFrame({"contract_id": np.asarray(pairs["contract_id"]),
-                        "as_of": _micros(pairs["as_of"]).astype("datetime64[us]")})
+    start, as_of = _micros(pairs["start_date"]), _micros(pairs["as_of"])
+    out = pd.DataFrame({"contract_id": np.asarray(pairs["contract_id"]), "as_of": as_of.astype("datetime64[us]")})
     vehicles = pd.Index(np.sort(pd.unique(np.asarray(pairs["vehicle_id"]))))  # the readings' order
     v = _codes(vehicles, np.asarray(readings["vehicle_id"]) if isinstance(readings, pd.DataFrame)
                else readings["vehicle_id"])
@@ -191,7 +191,6 @@ def measure_readings(readings: pd.DataFrame | dict, pairs: pd.DataFrame, window_
 
     key = v * _SPAN + ts // 1_000_000  # readings' search keys (whole seconds; bounds are midnights)
     pv = _codes(vehicles, np.asarray(pairs["vehicle_id"]))
-    start, as_of = _micros(pairs["start_date"]), _micros(pairs["as_of"])
 
     def position(bound_us: np.ndarray) -> np.ndarray:  # first reading of the pair's vehicle at or after
         q = pv * _SPAN + bound_us // 1_000_000
