@@ -42,7 +42,7 @@ from timing.features import features_at, features_sql, measure_usage, pairs_sql
 from timing.fitting import FitReport, fit_models, register_model
 from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
-from timing.models import REGISTRY, RESULTS, ModelResult, MonthlyForecast
+from timing.models import MODEL_COLUMNS, REGISTRY, RESULTS, ModelResult, MonthlyForecast
 from timing.models import panel as panel_module
 from timing.models.base import predict_probabilities
 from timing.models.boost import INPUTS, BoostedHazard, BoostedHazardResult
@@ -65,6 +65,7 @@ from timing.models.landmarks import (
     monthly_origins,
     origin_features,
     outcomes_with_ends,
+    renumbered,
 )
 from timing.models.panel import COVARIATES, MONTH_DAYS, Design, encode, encode_codes, expand
 from timing.scoring import score
@@ -185,6 +186,28 @@ def test_every_family_forecasts_probabilities_that_add_up(family: str, fitted: d
     long = fc.to_frame()
     assert long.groupby("contract_id").size().eq(12).all()
     assert set(long["contract_id"]) == set(features["contract_id"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_needs_only_the_model_columns(family: str, fitted: dict, training: Training) -> None:
+    # training keeps only MODEL_COLUMNS of the origins' features: a family reading any other column
+    # would fail here (KeyError) or forecast differently from the same rows in full
+    lm = training.lm
+    slim = dataclasses.replace(lm, features=lm.features[list(MODEL_COLUMNS)])
+    assert len(MODEL_COLUMNS) < lm.features.shape[1]
+    refit = REGISTRY[family](months=12).fit(slim)
+    features = training.open_now
+    full, narrow = fitted[family].predict(features), refit.predict(features[list(MODEL_COLUMNS)])
+    np.testing.assert_allclose(narrow.p_signed, full.p_signed, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(narrow.p_lost, full.p_lost, rtol=1e-9, atol=1e-12)
+
+
+def test_renumbered_rows_keep_their_values_and_share_an_indexed_frame() -> None:
+    frame = pd.DataFrame({"a": np.arange(6.0), "b": list("uvwxyz")})
+    assert renumbered(frame) is frame  # already 0..n-1: nothing copied
+    part = renumbered(frame[frame["a"] % 2 == 1])
+    assert list(part.index) == [0, 1, 2] and list(part["b"]) == ["v", "x", "z"]
+    assert isinstance(part.index, pd.RangeIndex)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -29,7 +29,7 @@ from timing.config import FitSettings
 from timing.evaluation import Observed, calibration_by_month, evaluate
 from timing.features import features_at
 from timing.modelio import SavedModel, save_model
-from timing.models import BASELINE, REGISTRY, ModelResult
+from timing.models import BASELINE, MODEL_COLUMNS, REGISTRY, ModelResult
 from timing.models.base import predict_probabilities
 from timing.models.landmarks import (
     Landmarks,
@@ -37,6 +37,7 @@ from timing.models.landmarks import (
     monthly_origins,
     origin_features,
     outcomes_with_ends,
+    renumbered,
 )
 from timing.store import writing
 
@@ -127,6 +128,7 @@ def fit_at(
     feats = origin_features(con, source, origins, cfg.max_contracts_per_origin, cfg.seed, say)
     if feats.empty:
         raise ValueError(f"no contract was open at any training origin before {T}: nothing to learn from")
+    feats = feats[list(MODEL_COLUMNS)]
     outcomes_T = outcomes_with_ends(con, source)
     holdout_schema = f"holdout_{T.strftime('%Y%m%d')}"
     create_views(con, source, T_h, holdout_schema)
@@ -138,8 +140,8 @@ def fit_at(
 
     t1 = time.perf_counter()
     origin = pd.to_datetime(feats["as_of"]).dt.date
-    train_h = landmarks(feats[origin < T_h].reset_index(drop=True), outcomes_h, T_h, cfg.months)
-    eval_h = landmarks(feats[origin == T_h].reset_index(drop=True), outcomes_T, T, cfg.months)
+    train_h = landmarks(renumbered(feats[(origin < T_h).to_numpy()]), outcomes_h, T_h, cfg.months)
+    eval_h = landmarks(renumbered(feats[(origin == T_h).to_numpy()]), outcomes_T, T, cfg.months)
     if len(train_h) == 0 or len(eval_h) == 0:
         raise ValueError(f"too little history before {T} for a {cfg.holdout_months}-month holdout "
                          f"(lookback {cfg.lookback_months} months)")

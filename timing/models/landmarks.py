@@ -52,9 +52,19 @@ class Landmarks:
         return len(self.features)
 
     def subset(self, mask: np.ndarray) -> Landmarks:
-        return Landmarks(self.features[mask].reset_index(drop=True), self.event_month[mask],
+        return Landmarks(renumbered(self.features[mask]), self.event_month[mask],
                          self.event_type[mask], self.observed_months[mask], self.event_day[mask],
                          self.observed_day[mask])
+
+
+def renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` indexed 0..n-1, without copying its data where it is already so indexed (pandas'
+    ``reset_index`` copies every column: a second or more for the training rows)."""
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
+        return frame
+    out = frame.copy(deep=False)
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def monthly_origins(fit_as_of: date, lookback_months: int, every_months: int = 1) -> list[date]:
@@ -99,7 +109,7 @@ def label(features: pd.DataFrame, outcomes: pd.DataFrame, fit_as_of: date, horiz
     event_month = np.where(late, 0, event_month)
     event_day[late] = np.nan
     observed_day = np.minimum(observed_day, horizon * MONTH_DAYS)
-    return Landmarks(features.reset_index(drop=True), event_month.astype(np.int16), event_type,
+    return Landmarks(renumbered(features), event_month.astype(np.int16), event_type,
                      observed.astype(np.int16), event_day, observed_day)
 
 
