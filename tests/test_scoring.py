@@ -34,6 +34,7 @@ from timing.reasons import (
     MAX_REASONS,
     MIN_CONTRIBUTION,
     SALIENCE,
+    STALE_INTEREST_DAYS,
     _median_last_axis,
     explain,
     phrases,
@@ -244,6 +245,29 @@ def test_a_contract_reaching_its_allowance_in_41_days_says_so(hand_features: pd.
     # K1 was renewed by K2 62 days before its end; C1 said "interested" on 2026-05-01
     assert "signed 2 months early last time" in reasons
     assert "showed interest 60 days ago" in reasons
+
+
+def test_interest_and_faults_long_past_are_no_reason(hand_features: pd.DataFrame) -> None:
+    k2 = hand_features[hand_features["contract_id"] == "K2"].reset_index(drop=True)
+    as_of = pd.Timestamp(k2.loc[0, "as_of"])
+    day = np.zeros(1)
+    for days_ago, worded in ((60, True), (STALE_INTEREST_DAYS, True), (STALE_INTEREST_DAYS + 1, False), (3218, False)):
+        f = k2.assign(days_since_interest=float(days_ago),
+                      last_critical_date=(as_of - pd.Timedelta(days=days_ago)).date())
+        words = phrases(f, day)
+        assert (words["interest"].iloc[0] == f"showed interest {days_ago} days ago") == worded, days_ago
+        fault = f"critical fault {(as_of - pd.Timedelta(days=days_ago)).strftime('%Y-%m-%d')}"
+        assert (words["fault"].iloc[0] == fault) == worded, days_ago
+        assert worded or words["interest"].iloc[0] == words["fault"].iloc[0] == ""
+    # a stale phrase gives way: the reasons name what is left, never the old interest
+    drivers = np.zeros((1, MONTHS, len(COVARIATES)))
+    names = [c.name for c in COVARIATES]
+    for name in ("interest", "allowance"):
+        drivers[:, :, names.index(name)] = 1.0
+    fc = MonthlyForecast.from_hazards(k2["contract_id"].to_numpy(), np.full((1, MONTHS), 0.05),
+                                      np.full((1, MONTHS), 0.01), drivers=drivers)
+    reasons = explain(k2.assign(days_since_interest=900.0), fc).iloc[0]
+    assert "interest" not in reasons and "mileage allowance reached in 41 days" in reasons
 
 
 def test_a_renewing_customers_scheduled_end_can_be_the_reason(hand_features: pd.DataFrame) -> None:

@@ -18,10 +18,15 @@ import numpy as np
 import pandas as pd
 
 from timing.models.base import MonthlyForecast
-from timing.models.panel import COVARIATES, MONTH_DAYS
+from timing.models.panel import COVARIATES, FAULT_EDGES, INTEREST_EDGES, MONTH_DAYS
 
 MAX_REASONS = 3
 MIN_CONTRIBUTION = 0.05  # log-hazard units; smaller pushes are not worth a word
+#: Interest shown, or a critical fault, longer ago than this (the last edge of their covariates'
+#: bins: "6+ months ago") is no reason to call now: the phrase stays silent and the next reason
+#: speaks ("showed interest 3218 days ago" was once offered as a reason).
+STALE_INTEREST_DAYS = INTEREST_EDGES[-1]
+STALE_FAULT_DAYS = FAULT_EDGES[-1]
 
 
 def _int_str(x: pd.Series) -> pd.Series:
@@ -77,7 +82,8 @@ def _allowance(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
 
 def _fault(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     crit = pd.to_datetime(f["last_critical_date"])
-    return pd.Series(np.where(crit.notna(), "critical fault " + _strftime(crit, "%Y-%m-%d").fillna(""), ""),
+    recent = (pd.to_datetime(f["as_of"]) - crit).dt.days <= STALE_FAULT_DAYS  # False where no fault
+    return pd.Series(np.where(recent, "critical fault " + _strftime(crit, "%Y-%m-%d").fillna(""), ""),
                      index=f.index)
 
 
@@ -107,7 +113,7 @@ def _usage(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
 
 def _interest(f: pd.DataFrame, day: np.ndarray) -> pd.Series:
     interest = f["days_since_interest"].astype(float)
-    return pd.Series(np.where(interest.notna(), "showed interest " + _int_str(interest) + " days ago", ""),
+    return pd.Series(np.where(interest <= STALE_INTEREST_DAYS, "showed interest " + _int_str(interest) + " days ago", ""),
                      index=f.index)
 
 
