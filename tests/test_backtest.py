@@ -19,7 +19,13 @@ from timing.backtest.metrics import decision_rows, volume
 from timing.backtest.origin import evaluate_origin
 from timing.config import FitSettings, ScheduleSettings
 from timing.demo import generate_demo
-from timing.evaluation import Observed, brier_scores, concordance, integrated_brier
+from timing.evaluation import (
+    Observed,
+    brier_scores,
+    calibration_by_month,
+    concordance,
+    integrated_brier,
+)
 from timing.ingest import ingest
 from timing.models.base import MonthlyForecast
 from timing.models.panel import MONTH_DAYS
@@ -265,6 +271,25 @@ def test_brier_score_by_hand() -> None:
     np.testing.assert_allclose(brier_scores(fc, obs, 2), [month1, month2])
     assert integrated_brier(fc, obs, 2) == pytest.approx((month1 + month2) / 2)
     assert 2 * MONTH_DAYS > 50 > MONTH_DAYS  # the hand computation's premise
+
+
+def test_calibration_by_month_by_hand_and_without_a_month_cut_short() -> None:
+    # five contracts over three months: signed on days 10 and 40, lost on day 20, two open past day 100
+    p_month = np.array([[0.5, 0.2, 0.1], [0.1, 0.6, 0.1], [0.2, 0.1, 0.1], [0.1, 0.1, 0.3], [0.0, 0.2, 0.2]])
+    fc = MonthlyForecast(np.arange(5), p_month, np.zeros_like(p_month))
+    obs = Observed(np.array([10.0, 40, 20, 100, 100]), np.array([1, 1, 2, 0, 0]))
+    cal = calibration_by_month(fc, obs, 3)
+    assert cal["observed"].tolist() == [1, 1, 0]
+    np.testing.assert_allclose(cal["predicted"], p_month.sum(axis=0))  # everyone's month is known
+    np.testing.assert_allclose(cal["variance"], (p_month * (1 - p_month)).sum(axis=0))
+    # observation stops two days before the third month ends (31 October to 30 April in six months):
+    # only the contracts with an event would be left in it, so it is left out
+    cut = Observed(np.array([10.0, 40, 20, 3 * MONTH_DAYS - 2, 3 * MONTH_DAYS - 2]), np.array([1, 1, 2, 0, 0]))
+    assert calibration_by_month(fc, cut, 3)["month"].tolist() == [1, 2]
+    # one contract of the two without an event seen through the month: still judged
+    half = Observed(np.array([10.0, 40, 20, 3 * MONTH_DAYS - 2, 100]), np.array([1, 1, 2, 0, 0]))
+    half_cal = calibration_by_month(fc, half, 3)
+    assert half_cal["month"].tolist() == [1, 2, 3] and half_cal["contracts"].tolist() == [5, 5, 4]
 
 
 def naive_by_loop(days_to_end: np.ndarray, eligible: np.ndarray, capacity: int, horizon: int) -> np.ndarray:

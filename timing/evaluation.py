@@ -121,16 +121,27 @@ def integrated_brier(forecast: MonthlyForecast, obs: Observed, months: int | Non
 
 
 def calibration_by_month(forecast: MonthlyForecast, obs: Observed, months: int | None = None) -> pd.DataFrame:
-    """Predicted vs observed signings per month (contracts observed through that month)."""
+    """Predicted vs observed signings per month (contracts observed through that month).
+
+    ``variance`` is the variance of the month's count were the probabilities exact (sum of
+    p (1 - p)): what chance alone would scatter the observed count by. Months that most contracts
+    without an event were not observed through are left out (with the later ones): there only the
+    contracts that had their event would be compared, and the month would look all but empty. A
+    six-month holdout from 31 October to 30 April (181 days) cut its sixth month short so.
+    """
     K = months or forecast.months
     rows = []
+    quiet = obs.day[obs.event_type == 0]  # contracts without an event, observed up to their day
     for k in range(1, K + 1):
         lo, hi = (k - 1) * MONTH_DAYS, k * MONTH_DAYS
+        if len(quiet) and (quiet >= hi - 1e-9).mean() < 0.5:
+            break
         seen = (obs.day >= hi) | (obs.event_type > 0)  # observed through month k, or had its event
-        predicted = float(forecast.p_signed[seen, k - 1].sum())
+        p = forecast.p_signed[seen, k - 1]
         observed = int(((obs.event_type == SIGNED) & (obs.day > lo) & (obs.day <= hi)).sum())
-        rows.append({"month": k, "predicted": predicted, "observed": observed, "contracts": int(seen.sum())})
-    return pd.DataFrame(rows)
+        rows.append({"month": k, "predicted": float(p.sum()), "observed": observed, "contracts": int(seen.sum()),
+                     "variance": float((p * (1 - p)).sum())})
+    return pd.DataFrame(rows, columns=["month", "predicted", "observed", "contracts", "variance"])
 
 
 def calibration_curve(forecast: MonthlyForecast, obs: Observed, month: int = 6, bins: int = 10) -> pd.DataFrame:
