@@ -20,12 +20,20 @@ import pytest
 
 from timing.config import FitSettings, ScheduleSettings, Settings
 from timing.demo import generate_demo
-from timing.fitting import fit_models
+from timing.fitting import fit_models, register_model
 from timing.ingest import ingest
+from timing.modelio import load_model, save_model
 from timing.report import ReportResult, browser, build_report, health, report_as_of, sections
 from timing.report.context import open_context
 from timing.schedule.job import run_schedule
 from timing.scoring import score
+from timing.volume import (
+    forecast_volume,
+    future_months,
+    model_error,
+    scores_model_error,
+    survival_forecast,
+)
 
 D = date(2026, 10, 31)
 P = date(2026, 9, 30)
@@ -127,6 +135,39 @@ def test_chart_data_sits_beside_the_page(built: Built) -> None:
     assert 0 < len(drivers) <= health.TOP_DRIVERS
     assert drivers.groupby("factor").size().max() <= health.PER_FACTOR
     assert (drivers["hr_lower"] <= drivers["hazard_ratio"]).all() and (drivers["hazard_ratio"] <= drivers["hr_upper"]).all()
+
+
+def test_the_survival_interval_carries_the_models_holdout_error(built: Built, tmp_path: Path) -> None:
+    con = duckdb.connect(str(built.store), read_only=True)
+    try:
+        scores = con.execute("SELECT * FROM scores WHERE as_of = ? ORDER BY contract_id", [D]).df()
+        path, = con.execute("SELECT path FROM model_registry WHERE version = ?",
+                            [scores["model_version"].iloc[0]]).fetchone()
+    finally:
+        con.close()
+    model, info = load_model(Path(path))
+    calibration = pd.DataFrame(info["holdout_calibration"])
+    assert {"predicted", "observed", "variance"} <= set(calibration.columns)
+    assert scores_model_error(built.store, scores) == model_error(calibration)
+    # the same model, registered (in a copy of the store) with a holdout whose totals it missed threefold
+    copy = tmp_path / "store.duckdb"
+    shutil.copy(built.store, copy)
+    missed = calibration.assign(observed=(3 * calibration["predicted"]).round() + 5)
+    meta = {k: v for k, v in info.items() if k not in ("family", "libraries", "tables")}
+    saved = save_model(model, tmp_path / "models" / info["version"],
+                       {**meta, "holdout_calibration": missed.to_dict(orient="records")})
+    register_model(copy, saved, D, info["family"])
+    error = model_error(missed)
+    assert error > 0.3 and scores_model_error(copy, scores) == error
+    months = future_months(pd.Timestamp("2026-10-01"), 6)
+    fc = forecast_volume(copy, as_of=D, months=6, models=("survival",))
+    widened_direct = survival_forecast(scores, D, months, error=error)
+    assert fc[["lower", "upper"]].to_numpy().tolist() == widened_direct[["lower", "upper"]].to_numpy().tolist()
+    plain = survival_forecast(scores, D, months)
+    assert (fc["upper"] - fc["lower"]).sum() > (plain["upper"] - plain["lower"]).sum()
+    # a model folder altered after it was registered lends no error: the chance interval stands
+    (saved.path / "model.json").write_text((saved.path / "model.json").read_text() + " ")
+    assert scores_model_error(copy, scores) == 0.0
 
 
 def test_the_same_store_gives_the_same_report(built: Built) -> None:

@@ -22,11 +22,13 @@ from timing.scoring import forecast_from_scores
 from timing.volume import (
     FORECAST_COLUMNS,
     forecast_volume,
+    model_error,
     monthly_repurchases,
     poisson_binomial_interval,
     prophet_forecast,
     structural_forecast,
     survival_forecast,
+    widened,
 )
 
 LAUNCH = (3, 9)
@@ -174,3 +176,52 @@ def test_a_large_portfolio_gets_the_refined_normal_interval_within_one_signing(m
     approx = poisson_binomial_interval(p, 0.8)
     assert np.abs(exact[0] - approx[0]).max() <= 1 and np.abs(exact[1] - approx[1]).max() <= 1
     assert (approx[0] < p.sum(axis=0)).all() and (approx[1] > p.sum(axis=0)).all()
+
+
+def months_with_model_error(sigma: float, months: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Monthly counts of 4,000 contracts whose chances are off by a common factor 1 + e per month,
+    e ~ N(0, sigma): the calibration table a holdout would give, and each month's chances."""
+    rng = np.random.default_rng(seed)
+    p = rng.beta(0.5, 30, size=(4_000, months))  # about 65 signings a month
+    truth = np.clip(p * (1 + rng.normal(0, sigma, months)), 0, 1)
+    observed = (rng.random(p.shape) < truth).sum(axis=0)
+    cal = pd.DataFrame({"month": np.arange(1, months + 1), "predicted": p.sum(axis=0), "observed": observed,
+                        "variance": (p * (1 - p)).sum(axis=0)})
+    return cal, p
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.1, 0.2])
+def test_model_error_recovers_the_error_beyond_chance(sigma: float) -> None:
+    cal, _ = months_with_model_error(sigma, 3_000, seed=int(sigma * 100))
+    assert model_error(cal) == pytest.approx(sigma, abs=0.015)
+    assert model_error(cal.drop(columns="variance")) <= model_error(cal) + 0.01  # the Poisson bound
+    assert model_error(cal.iloc[:0]) == 0.0
+
+
+def test_widened_intervals_hold_their_share_of_months_chance_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the error estimated on six "holdout" months, judged on 2,000 later months of the same model
+    monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 0)  # the refined normal: within a signing, fast
+    sigma = 0.15
+    holdout, _ = months_with_model_error(sigma, 6, seed=11)
+    later, p = months_with_model_error(sigma, 2_000, seed=12)
+    lo, hi = poisson_binomial_interval(p, 0.8)
+    chance = ((later["observed"] >= lo) & (later["observed"] <= hi)).mean()
+    lo_w, hi_w = widened(p.sum(axis=0), lo, hi, model_error(holdout), 0.8)
+    held = ((later["observed"] >= lo_w) & (later["observed"] <= hi_w)).mean()
+    lo_t, hi_t = widened(p.sum(axis=0), lo, hi, sigma, 0.8)  # with the true error
+    true_held = ((later["observed"] >= lo_t) & (later["observed"] <= hi_t)).mean()
+    assert chance < 0.65
+    assert 0.77 <= true_held <= 0.86  # whole signings outward: a little above 0.8
+    assert 0.7 <= held <= 0.9  # six months make a rough estimate
+    assert (lo_w <= lo).all() and (hi_w >= hi).all() and (lo_w >= 0).all()
+    assert np.array_equal(lo_w, np.floor(lo_w)) and np.array_equal(hi_w, np.ceil(hi_w))
+    assert widened(p.sum(axis=0), lo, hi, 0.0, 0.8)[0].tolist() == lo.tolist()
+
+
+def test_survival_forecast_widens_by_the_models_error() -> None:
+    scores = fake_scores()
+    months = pd.date_range("2026-11-01", periods=12, freq="MS")
+    plain, wide = survival_forecast(scores, D, months), survival_forecast(scores, D, months, error=0.2)
+    assert wide["expected"].tolist() == plain["expected"].tolist()
+    assert (wide["lower"] <= plain["lower"]).all() and (wide["upper"] >= plain["upper"]).all()
+    assert (wide["upper"] - wide["lower"]).sum() > (plain["upper"] - plain["lower"]).sum()

@@ -96,6 +96,20 @@ def save_model(result: ModelResult, folder: Path, meta: dict[str, Any]) -> Saved
 def load_model(folder: Path, expected_manifest_sha256: str | None = None) -> tuple[ModelResult, dict[str, Any]]:
     """Load a model folder after checking every file's hash; refuse it if anything differs."""
     folder = Path(folder)
+    info = verified_info(folder, expected_manifest_sha256)
+    tables: dict[str, Any] = {}
+    for name, fname in info["tables"].items():
+        path = folder / fname
+        tables[name] = pd.read_parquet(path) if fname.endswith(".parquet") else json.loads(path.read_text())
+    family = info["family"]
+    if family not in RESULTS:
+        raise ModelError(f"{folder}: unknown model family '{family}'")
+    return RESULTS[family].from_tables(tables), info
+
+
+def verified_info(folder: Path, expected_manifest_sha256: str | None = None) -> dict[str, Any]:
+    """The description (``model.json``) of a model folder, after checking every file's hash."""
+    folder = Path(folder)
     manifest = folder / MANIFEST
     if not manifest.exists():
         raise ModelError(f"{folder}: not a model folder (no {MANIFEST})")
@@ -114,12 +128,4 @@ def load_model(folder: Path, expected_manifest_sha256: str | None = None) -> tup
     for name, digest in digests.items():
         if sha256_file(folder / name) != digest:
             raise ModelError(f"{folder}: {name} was altered after the model was saved; refusing to load it")
-    info = json.loads((folder / "model.json").read_text())
-    tables: dict[str, Any] = {}
-    for name, fname in info["tables"].items():
-        path = folder / fname
-        tables[name] = pd.read_parquet(path) if fname.endswith(".parquet") else json.loads(path.read_text())
-    family = info["family"]
-    if family not in RESULTS:
-        raise ModelError(f"{folder}: unknown model family '{family}'")
-    return RESULTS[family].from_tables(tables), info
+    return json.loads((folder / "model.json").read_text())

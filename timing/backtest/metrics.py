@@ -26,7 +26,7 @@ from timing.evaluation import Observed, calibration_by_month, calibration_curve,
 from timing.models.base import MonthlyForecast
 from timing.models.panel import MONTH_DAYS
 from timing.schedule.policies import Capture, capture
-from timing.volume import poisson_binomial_interval
+from timing.volume import poisson_binomial_interval, widened
 
 COLUMNS = ["metric", "policy", "month", "bin", "value"]
 CURVE_MONTH = 6
@@ -91,10 +91,18 @@ def forecast_rows(forecast: MonthlyForecast, baseline: MonthlyForecast, obs: Obs
     return rows
 
 
-def volume(forecast: MonthlyForecast, signing_day: np.ndarray, months: int, level: float = 0.8) -> pd.DataFrame:
-    """Expected signings per month of the horizon, their interval, and the actual count."""
+def volume(forecast: MonthlyForecast, signing_day: np.ndarray, months: int, level: float = 0.8,
+           error: float = 0.0) -> pd.DataFrame:
+    """Expected signings per month of the horizon, their interval, and the actual count.
+
+    The interval is chance (Poisson-binomial) widened by the model's relative ``error`` beyond
+    chance (:func:`timing.volume.model_error` of the origin's own holdout), as ``timing volume``
+    gives it.
+    """
     p = forecast.p_signed[:, :months]
     lo, hi = poisson_binomial_interval(p, level)
+    if error > 0:
+        lo, hi = widened(p.sum(axis=0), lo, hi, error, level)
     k = np.arange(1, months + 1)
     month_of = np.ceil(signing_day / MONTH_DAYS)
     inside = (month_of >= 1) & (month_of <= months)

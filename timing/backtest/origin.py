@@ -45,6 +45,7 @@ from timing.schedule import default_capacity, plan_windows, start_days
 from timing.schedule.policies import naive_start_days, truth_values
 from timing.schedule.rules import apply_rules, contact_facts
 from timing.scoring import forecast_from_scores, score_frame
+from timing.volume import model_error
 
 COMPARISON_FACTOR = 1.2
 
@@ -60,6 +61,8 @@ class OriginModel:
     baseline: MonthlyForecast  # Kaplan-Meier on the same training origins, for the same contracts
     training_rows: int
     seconds: float
+    #: The model's relative error of monthly totals beyond chance, on its own holdout (timing.volume.model_error).
+    volume_error: float = 0.0
 
     @property
     def forecast(self) -> MonthlyForecast:
@@ -101,7 +104,7 @@ def model_at(store: Path, T: date, fit: FitSettings, threads: int | None = None)
     facts = facts[facts["contract_id"].isin(scores["contract_id"])].reset_index(drop=True)
     scores = scores.set_index("contract_id").loc[facts["contract_id"]].reset_index()
     return OriginModel(T, fitted.chosen, scores, facts, km.predict(scores), fitted.training_rows,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, model_error(fitted.calibration))
 
 
 def comparison_capacity(realised: Realised, horizon_days: int) -> int | None:
@@ -189,7 +192,7 @@ def evaluate_origin(m: OriginModel, hindsight: Hindsight, cfg: ScheduleSettings,
     months = int(min(m.forecast.months, np.floor(max(realised.known_days, 0) / MONTH_DAYS)))
     if months >= 1:
         rows += forecast_rows(m.forecast, m.baseline, realised.observed(months), months)
-        rows += volume_rows(volume(m.forecast, realised.signing_day, months))
+        rows += volume_rows(volume(m.forecast, realised.signing_day, months, error=m.volume_error))
     return OriginRun(m, realised, int(capacity), basis, starts, frame(rows), H,
                      {"model": m.seconds, "evaluate": time.perf_counter() - t0})
 

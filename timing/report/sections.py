@@ -82,8 +82,9 @@ def volume(ctx: ReportContext) -> Section:
              + ", ".join(words.values()) + " repurchases in all."]
     if "survival" in totals:
         lines.append("The survival model adds up each open contract's chance of signing in each month; its "
-                     f"{ctx.interval:.0%} interval only covers which contracts happen to sign, not errors in "
-                     "the chances themselves, so it is narrower. The count models extend the monthly history "
+                     f"{ctx.interval:.0%} interval covers which contracts happen to sign and, beyond that, how "
+                     "far the model's monthly totals were off on its own holdout. The count models extend the "
+                     "monthly history "
                      "(yearly pattern and the model launch months " +
                      ", ".join(pd.Timestamp(2000, m, 1).strftime("%B") for m in ctx.settings.fit.launch_months)
                      + ") and know nothing about today's contracts.")
