@@ -39,7 +39,7 @@ from timing.asof import open_snapshot
 from timing.config import FitSettings
 from timing.demo import generate_demo
 from timing.features import features_at, features_sql, measure_usage, pairs_sql
-from timing.fitting import FitReport, fit_models, register_model
+from timing.fitting import FitReport, fit_models, holdout_horizon, register_model
 from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
 from timing.models import MODEL_COLUMNS, REGISTRY, RESULTS, ModelResult, MonthlyForecast
@@ -626,6 +626,16 @@ def fits_at_t(world: World) -> FitPair:
     on_full = fit_models(world.full, as_of=T, settings=SETTINGS, model_root=world.root / "models_full")
     on_t = fit_models(world.at_t, settings=SETTINGS, model_root=world.root / "models_t")
     return FitPair(on_full, on_t)
+
+
+def test_the_holdout_is_judged_over_the_months_observed_before_the_fit_date() -> None:
+    six = FitSettings(holdout_months=6)
+    assert holdout_horizon(date(2026, 4, 30), date(2026, 10, 31), six) == 6  # 184 days
+    assert holdout_horizon(date(2025, 10, 31), date(2026, 4, 30), six) == 5  # 181 days: 5.95 months
+    assert holdout_horizon(date(2026, 1, 31), date(2026, 7, 31), six) == 5
+    assert holdout_horizon(date(2024, 1, 1), date(2026, 10, 31), six) == 6  # never beyond holdout_months
+    assert holdout_horizon(date(2026, 4, 30), date(2026, 10, 31), FitSettings(months=3, holdout_months=6)) == 3
+    assert holdout_horizon(date(2026, 2, 28), date(2026, 3, 28), FitSettings(holdout_months=1)) == 1
 
 
 def test_fit_on_t_ignores_what_the_store_knows_after_t(fits_at_t: FitPair) -> None:

@@ -39,6 +39,7 @@ from timing.models.landmarks import (
     outcomes_with_ends,
     renumbered,
 )
+from timing.models.panel import MONTH_DAYS
 from timing.store import writing
 
 DEFAULT_MODEL_ROOT = Path("data/models")
@@ -146,7 +147,7 @@ def fit_at(
         raise ValueError(f"too little history before {T} for a {cfg.holdout_months}-month holdout "
                          f"(lookback {cfg.lookback_months} months)")
     obs_h = observed_from(eval_h)
-    horizon_h = min(cfg.months, cfg.holdout_months)
+    horizon_h = holdout_horizon(T_h, T, cfg)
     baseline_h = make_spec(cfg, BASELINE).fit(train_h)
     base_fc = predict_probabilities(baseline_h, eval_h.features)
     rows, fitted, results = [], {}, {}
@@ -175,6 +176,15 @@ def fit_at(
                                                cfg.months)
     return Fitted(T, final, chosen, T_h, holdout, calibration, origins, len(train), fingerprint, stages,
                   truth_metrics)
+
+
+def holdout_horizon(T_h: date, T: date, cfg: FitSettings) -> int:
+    """Months (of ``MONTH_DAYS``) over which the holdout is judged: ``holdout_months``, or fewer where
+    the calendar months from ``T_h`` to ``T`` fall short of as many model months (31 October to 30
+    April is 181 days, 5.95 months). A month that ends after T has nobody observed through it: its
+    Brier score would count only the contracts that had their event, and look better than it is."""
+    observed = int(((T - T_h).days + 1e-9) // MONTH_DAYS)
+    return max(1, min(cfg.months, cfg.holdout_months, observed))
 
 
 def fit_models(
