@@ -39,7 +39,7 @@ from timing.asof import open_snapshot
 from timing.config import FitSettings
 from timing.demo import generate_demo
 from timing.features import features_at, features_sql, measure_usage, pairs_sql
-from timing.fitting import FitReport, fit_models, holdout_horizon, register_model
+from timing.fitting import FitReport, fit_models, holdout_origin, register_model, signings_through
 from timing.ingest import ingest
 from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
 from timing.models import MODEL_COLUMNS, REGISTRY, RESULTS, ModelResult, MonthlyForecast
@@ -208,6 +208,8 @@ def test_renumbered_rows_keep_their_values_and_share_an_indexed_frame() -> None:
     part = renumbered(frame[frame["a"] % 2 == 1])
     assert list(part.index) == [0, 1, 2] and list(part["b"]) == ["v", "x", "z"]
     assert isinstance(part.index, pd.RangeIndex)
+    taken = frame[frame["a"] > 2]
+    assert np.shares_memory(renumbered(taken)["a"].to_numpy(), taken["a"].to_numpy())  # not copied again
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -628,14 +630,31 @@ def fits_at_t(world: World) -> FitPair:
     return FitPair(on_full, on_t)
 
 
-def test_the_holdout_is_judged_over_the_months_observed_before_the_fit_date() -> None:
+def test_the_holdout_starts_whole_model_months_before_the_fit_date() -> None:
     six = FitSettings(holdout_months=6)
-    assert holdout_horizon(date(2026, 4, 30), date(2026, 10, 31), six) == 6  # 184 days
-    assert holdout_horizon(date(2025, 10, 31), date(2026, 4, 30), six) == 5  # 181 days: 5.95 months
-    assert holdout_horizon(date(2026, 1, 31), date(2026, 7, 31), six) == 5
-    assert holdout_horizon(date(2024, 1, 1), date(2026, 10, 31), six) == 6  # never beyond holdout_months
-    assert holdout_horizon(date(2026, 4, 30), date(2026, 10, 31), FitSettings(months=3, holdout_months=6)) == 3
-    assert holdout_horizon(date(2026, 2, 28), date(2026, 3, 28), FitSettings(holdout_months=1)) == 1
+    assert holdout_origin(date(2026, 10, 31), six) == date(2026, 4, 30)  # 184 days: six model months
+    # 31 October to 30 April is 181 days, 5.95 model months: a month earlier, for every as-of from
+    # the end of March to the end of July
+    assert holdout_origin(date(2026, 4, 30), six) == date(2025, 9, 30)
+    assert holdout_origin(date(2026, 7, 31), six) == date(2025, 12, 31)
+    for T in pd.date_range("2024-01-31", "2026-12-31", freq="ME").date:
+        T_h = holdout_origin(T, six)
+        assert 6 * MONTH_DAYS <= (T - T_h).days < 7 * MONTH_DAYS + 1, T
+        assert T_h in monthly_origins(T, six.lookback_months)  # its features are computed with the others
+    # the shortest lookback the settings allow still holds such an origin (a month adds 28+ days)
+    assert holdout_origin(date(2026, 4, 30), FitSettings(lookback_months=6, holdout_months=5)) == date(2025, 10, 30)
+
+
+def test_signings_are_known_through_the_holdout_for_every_contract(training: Training) -> None:
+    lm = training.lm
+    days = 6 * MONTH_DAYS
+    obs = signings_through(lm, days)
+    signed = (lm.event_type == SIGNED) & (lm.event_day <= days)
+    assert (obs.event_type == np.where(signed, SIGNED, 0)).all()
+    np.testing.assert_array_equal(obs.day, np.where(signed, lm.event_day, days))
+    # contracts whose competing-risks observation stops early (ended, fate not known yet) count as
+    # not signed through the holdout: they had not signed by then
+    assert ((lm.observed_day < days) & (lm.event_type == 0)).any()
 
 
 def test_fit_on_t_ignores_what_the_store_knows_after_t(fits_at_t: FitPair) -> None:

@@ -5,8 +5,10 @@ Notes
 On a fit date T (the as-of), training rows are the contracts open at monthly
 origins over ``lookback_months`` before T, labelled with what was known on T.
 The holdout repeats that one step back in time: the families are fitted on
-origins before ``T_h = T - holdout_months`` with labels known on T_h, then
-judged on the contracts open on T_h against what happened up to T. The
+origins before ``T_h`` (``T - holdout_months``, or a month earlier where
+those calendar months are shorter than as many model months: :func:`holdout_origin`)
+with labels known on T_h, then judged on the contracts open on T_h against
+what happened up to T. The
 family with the lower integrated Brier score is refitted on all origins and
 saved. Features at an origin are the same whether seen from T or from T_h
 (the as-of views guarantee it), so they are computed once.
@@ -22,6 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from timing.asof import create_views, open_snapshot
@@ -32,6 +35,7 @@ from timing.modelio import SavedModel, save_model
 from timing.models import BASELINE, MODEL_COLUMNS, REGISTRY, ModelResult
 from timing.models.base import predict_probabilities
 from timing.models.landmarks import (
+    SIGNED,
     Landmarks,
     landmarks,
     monthly_origins,
@@ -125,7 +129,7 @@ def fit_at(
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     origins = monthly_origins(T, cfg.lookback_months)
-    T_h = monthly_origins(T, cfg.holdout_months, cfg.holdout_months)[0]
+    T_h = holdout_origin(T, cfg)
     feats = origin_features(con, source, origins, cfg.max_contracts_per_origin, cfg.seed, say)
     if feats.empty:
         raise ValueError(f"no contract was open at any training origin before {T}: nothing to learn from")
@@ -147,7 +151,7 @@ def fit_at(
         raise ValueError(f"too little history before {T} for a {cfg.holdout_months}-month holdout "
                          f"(lookback {cfg.lookback_months} months)")
     obs_h = observed_from(eval_h)
-    horizon_h = holdout_horizon(T_h, T, cfg)
+    horizon_h = min(cfg.months, cfg.holdout_months)
     baseline_h = make_spec(cfg, BASELINE).fit(train_h)
     base_fc = predict_probabilities(baseline_h, eval_h.features)
     rows, fitted, results = [], {}, {}
@@ -160,7 +164,7 @@ def fit_at(
     holdout = pd.DataFrame(rows)
     candidates = holdout[holdout["family"] != BASELINE]
     chosen = str(candidates.sort_values(["ibs", "family"]).iloc[0]["family"])
-    calibration = calibration_by_month(fitted[chosen], obs_h, horizon_h)
+    calibration = calibration_by_month(fitted[chosen], signings_through(eval_h, (T - T_h).days), horizon_h)
     stages["holdout"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -178,13 +182,27 @@ def fit_at(
                   truth_metrics)
 
 
-def holdout_horizon(T_h: date, T: date, cfg: FitSettings) -> int:
-    """Months (of ``MONTH_DAYS``) over which the holdout is judged: ``holdout_months``, or fewer where
-    the calendar months from ``T_h`` to ``T`` fall short of as many model months (31 October to 30
-    April is 181 days, 5.95 months). A month that ends after T has nobody observed through it: its
-    Brier score would count only the contracts that had their event, and look better than it is."""
-    observed = int(((T - T_h).days + 1e-9) // MONTH_DAYS)
-    return max(1, min(cfg.months, cfg.holdout_months, observed))
+def holdout_origin(T: date, cfg: FitSettings) -> date:
+    """The holdout's origin ``T_h``: the latest training origin (a month end) at least ``holdout_months``
+    whole model months (of ``MONTH_DAYS``) before T, so that every month the holdout is judged on ends
+    by T. Usually T - ``holdout_months``; a month earlier where those calendar months fall short
+    (31 October to 30 April is 181 days, 5.95 model months: the sixth month's Brier score and count
+    would have been judged on the contracts that had their event alone)."""
+    need = cfg.holdout_months * MONTH_DAYS
+    for origin in reversed(monthly_origins(T, cfg.lookback_months)):
+        if (T - origin).days >= need - 1e-9:
+            return origin
+    raise ValueError(f"too little history before {T} for a {cfg.holdout_months}-month holdout "
+                     f"(lookback {cfg.lookback_months} months)")
+
+
+def signings_through(lm: Landmarks, days: float) -> Observed:
+    """The signings of ``lm``'s contracts within ``days`` of their origin, every contract observed that
+    long: whether a contract signed by then is known for each one (an open one has not, a lost one did
+    not), where its competing-risks observation (:func:`observed_from`) stops at the end of a contract
+    whose successor or loss is not known yet. For counting signings per month (the calibration)."""
+    signed = (lm.event_type == SIGNED) & (lm.event_day <= days)
+    return Observed.from_arrays(np.where(signed, lm.event_day, np.nan), np.where(signed, SIGNED, 0), float(days))
 
 
 def fit_models(
