@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from timing.config import Settings
 from timing.ingest import IngestReport, ingest
 
@@ -83,8 +85,10 @@ def run_pipeline(
     outputs["model"] = str(fitted.saved.path)
     holdout = fitted.holdout.set_index("family")
     chosen = holdout.loc[fitted.chosen]
-    notes.append(f"model: {fitted.chosen}; holdout Uno C at 6 months {chosen['uno_c_6m']:.3f}, integrated Brier "
-                 f"{chosen['ibs']:.4f} (Kaplan-Meier {chosen['ibs_km']:.4f})")
+    # Uno's C at 6 months exists where the holdout spans 6 months (fit.holdout_months >= 6)
+    uno = f"holdout Uno C at 6 months {chosen['uno_c_6m']:.3f}, " if pd.notna(chosen.get("uno_c_6m")) else "holdout "
+    notes.append(f"model: {fitted.chosen}; {uno}integrated Brier {chosen['ibs']:.4f} "
+                 f"(Kaplan-Meier {chosen['ibs_km']:.4f})")
 
     t = stage(3, "score")
     scored = score(store, months=settings.fit.months, out_dir=where.out, progress=say)
