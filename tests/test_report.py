@@ -165,9 +165,18 @@ def test_the_survival_interval_carries_the_models_holdout_error(built: Built, tm
     assert fc[["lower", "upper"]].to_numpy().tolist() == widened_direct[["lower", "upper"]].to_numpy().tolist()
     plain = survival_forecast(scores, D, months)
     assert (fc["upper"] - fc["lower"]).sum() > (plain["upper"] - plain["lower"]).sum()
-    # a model folder altered after it was registered lends no error: the chance interval stands
+    assert fc.attrs["survival_model_error"] == error
+    # a model folder altered after it was registered lends no error: the chance interval stands, and
+    # the report says so
     (saved.path / "model.json").write_text((saved.path / "model.json").read_text() + " ")
-    assert scores_model_error(copy, scores) == 0.0
+    assert scores_model_error(copy, scores) is None
+    chance = forecast_volume(copy, as_of=D, months=6, models=("survival",))
+    assert chance.attrs["survival_model_error"] is None
+    assert chance[["lower", "upper"]].to_numpy().tolist() == plain[["lower", "upper"]].to_numpy().tolist()
+    with open_context(copy, pd.Period("2026-10", freq="M"), D, Settings(fit=FIT)) as ctx:
+        assert "could not be found or checked" in sections.volume(ctx).text
+    with open_context(built.store, pd.Period("2026-10", freq="M"), D, Settings(fit=FIT)) as ctx:
+        assert "off on its own holdout" in sections.volume(ctx).text
 
 
 def test_the_same_store_gives_the_same_report(built: Built) -> None:

@@ -198,6 +198,15 @@ def test_model_error_recovers_the_error_beyond_chance(sigma: float) -> None:
     assert model_error(cal.iloc[:0]) == 0.0
 
 
+def test_model_error_leaves_out_a_month_cut_short() -> None:
+    # six months of a model that is right but for chance; models fitted before the holdout kept to
+    # whole months could end with a month where only the contracts that had their event were left
+    cal = pd.DataFrame({"month": range(1, 7), "predicted": [60.0, 55, 50, 48, 45, 40], "observed": [58, 57, 49, 47, 46, 0],
+                        "contracts": [3000, 2990, 2980, 2975, 2970, 200], "variance": [58.0, 53, 48, 46, 43, 38]})
+    assert model_error(cal) == 0.0
+    assert model_error(cal.drop(columns="contracts")) > 0.2  # the cut month alone would claim 25%
+
+
 def test_widened_intervals_hold_their_share_of_months_chance_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
     # the error estimated on six "holdout" months, judged on 2,000 later months of the same model
     monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 0)  # the refined normal: within a signing, fast

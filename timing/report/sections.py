@@ -81,10 +81,14 @@ def volume(ctx: ReportContext) -> Section:
     lines = [f"Over the next {FORECAST_MONTHS} months the models expect "
              + ", ".join(words.values()) + " repurchases in all."]
     if "survival" in totals:
+        error = fc.attrs.get("survival_model_error")
+        spread = (f"and, beyond that, how far the model's monthly totals were off on its own holdout "
+                  f"({error:.0%} of a month's total)" if error is not None else
+                  "only: the model that made the scores could not be found or checked, so errors in the "
+                  "chances themselves are not in it and it is too narrow")
         lines.append("The survival model adds up each open contract's chance of signing in each month; its "
-                     f"{ctx.interval:.0%} interval covers which contracts happen to sign and, beyond that, how "
-                     "far the model's monthly totals were off on its own holdout. The count models extend the "
-                     "monthly history "
+                     f"{ctx.interval:.0%} interval covers which contracts happen to sign {spread}. The count "
+                     "models extend the monthly history "
                      "(yearly pattern and the model launch months " +
                      ", ".join(pd.Timestamp(2000, m, 1).strftime("%B") for m in ctx.settings.fit.launch_months)
                      + ") and know nothing about today's contracts.")
