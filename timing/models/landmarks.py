@@ -68,7 +68,9 @@ def renumbered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def monthly_origins(fit_as_of: date, lookback_months: int, every_months: int = 1) -> list[date]:
-    """Origins at month ends before ``fit_as_of``, oldest first (the fit date excluded)."""
+    """Origins a whole number of calendar months before ``fit_as_of``, oldest first (the fit date
+    excluded). The day of the month follows the fit date's, clipped to the month's length: from 31
+    October they are month ends, but from 30 April six months back is 30 October."""
     end = pd.Timestamp(fit_as_of)
     stamps = [end - pd.DateOffset(months=m) for m in range(every_months, lookback_months + 1, every_months)]
     return sorted(s.date() for s in stamps)
