@@ -126,8 +126,9 @@ def calibration_by_month(forecast: MonthlyForecast, obs: Observed, months: int |
     ``variance`` is the variance of the month's count were the probabilities exact (sum of
     p (1 - p)): what chance alone would scatter the observed count by. Months that most contracts
     without an event were not observed through are left out (with the later ones): there only the
-    contracts that had their event would be compared, and the month would look all but empty. A
-    six-month holdout from 31 October to 30 April (181 days) cut its sixth month short so.
+    contracts that had their event would be compared, and the month would look all but empty (as
+    the sixth month of a 181-day holdout, 31 October to 30 April, did before
+    :func:`timing.fitting.holdout_origin` kept holdouts to whole months).
     """
     K = months or forecast.months
     rows = []

@@ -183,9 +183,9 @@ def fit_at(
 
 
 def holdout_origin(T: date, cfg: FitSettings) -> date:
-    """The holdout's origin ``T_h``: the latest training origin (a month end) at least ``holdout_months``
-    whole model months (of ``MONTH_DAYS``) before T, so that every month the holdout is judged on ends
-    by T. Usually T - ``holdout_months``; a month earlier where those calendar months fall short
+    """The holdout's origin ``T_h``: the latest training origin (:func:`monthly_origins`) at least
+    ``holdout_months`` whole model months (of ``MONTH_DAYS``) before T, so that every month the holdout
+    is judged on ends by T. Usually T - ``holdout_months``; a month earlier where those calendar months fall short
     (31 October to 30 April is 181 days, 5.95 model months: the sixth month's Brier score and count
     would have been judged on the contracts that had their event alone)."""
     need = cfg.holdout_months * MONTH_DAYS
