@@ -14,6 +14,7 @@ captured.
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import date
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ScheduleSettings()
     result = run_backtest(a.store, origins, fit, cfg, truth=a.truth, workers=a.workers, out_dir=None, record=False)
     driver = read_truth(a.truth).set_index("contract_id")["driver"]
+    stay = simulated_stay(a.truth) if a.oracles else None
     frames, oracle_rows = [], []
     for run in result.runs:
         ids = run.model.facts["contract_id"].to_numpy()
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         with open_snapshot(a.store, run.model.cutoff) as snap:
             known = features_at(snap.con, snap.schema, run.model.cutoff).set_index("contract_id")["habit_offset_days"]
         if a.oracles:
-            oracle_rows.append(oracles(run, known.reindex(ids).notna().to_numpy(), cfg))
+            oracle_rows.append(oracles(run, known.reindex(ids).notna().to_numpy(), cfg,
+                                       stay.reindex(ids).to_numpy(float)))
         rows = pd.DataFrame({"driver": driver.reindex(ids).to_numpy()[signed],
                              "habit known": known.reindex(ids).notna().to_numpy()[signed]})
         for policy, start in run.starts.items():
@@ -74,10 +77,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def oracles(run, known: np.ndarray, cfg: ScheduleSettings) -> dict:  # noqa: ANN001
+def simulated_stay(truth: Path) -> pd.Series:
+    """Each contract's probability of renewing rather than leaving, as the simulator drew it
+    (``timing.demo.portfolio``: ``sigmoid(loyalty + 0.45 min(generation, 4))``, the customer's latent
+    loyalty), by contract id: the generator run again from the truth folder's seed and arguments
+    (the demo's truth holds the outcome of that draw, not its probability)."""
+    from timing.demo import catalog as cat
+    from timing.demo.export import contract_numbers
+    from timing.demo.generate import CHUNK_CUSTOMERS, HORIZON_DAYS
+    from timing.demo.population import make_customers
+    from timing.demo.portfolio import simulate
+
+    meta = json.loads((truth / "meta.json").read_text())
+    as_of_day = cat.day_number(date.fromisoformat(meta["as_of"]))
+    customers = int(meta["customers"])
+    parts = []
+    for k, seq in enumerate(np.random.SeedSequence(meta["seed"]).spawn(-(-customers // CHUNK_CUSTOMERS))):
+        first = k * CHUNK_CUSTOMERS
+        rng = [np.random.default_rng(s) for s in seq.spawn(7)]  # as timing.demo.generate._chunk
+        cust = make_customers(rng[0], first + 1, min(CHUNK_CUSTOMERS, customers - first), as_of_day)
+        p = simulate(rng[1], cust, as_of_day + HORIZON_DAYS)
+        stay = 1 / (1 + np.exp(-(cust.loyalty[p.customer] + 0.45 * np.minimum(p.generation, 4))))
+        parts.append(pd.Series(stay, index=[f"K{n:010d}" for n in contract_numbers(p, cust, k)]))
+    out = pd.concat(parts)
+    truth_ids = read_truth(truth)["contract_id"]
+    if not truth_ids.isin(out.index).all() or len(out) != len(truth_ids):
+        raise ValueError("the generator run again does not give the truth folder's contracts")
+    return out
+
+
+def oracles(run, known: np.ndarray, cfg: ScheduleSettings, stay: np.ndarray) -> dict:  # noqa: ANN001
     """Capture of plans whose window values know part of what happened (synthetic data only).
 
     - ``model``: the model's values, P(signing in [s, s+60]);
+    - ``knows_stay``: the model's values with its odds of renewing rather than being lost (from its
+      12-month cumulative incidences) replaced by the simulator's own probability (``stay``, the
+      customer's latent loyalty): the best any model of *whether* could know, short of the draw
+      itself (contracts with under 5% of either outcome in 12 months keep their values);
     - ``knows_who``: the model's values of the contracts that will sign within the horizon (+60 days)
       rescaled to certainty, zero for the others (knows *whether*, not when);
     - ``knows_when_habit_known``: for customers with a known habit who will sign, the model's
@@ -94,8 +130,14 @@ def oracles(run, known: np.ndarray, cfg: ScheduleSettings) -> dict:  # noqa: ANN
     will = np.isfinite(intended) & (intended > 0) & (intended <= cfg.horizon_days + cfg.capture_days)
     p_sign = m.forecast.cif_at_days(np.array([cfg.horizon_days + cfg.capture_days]))[:, 0]
     exact = truth_values(np.where(np.isfinite(intended), intended, -1e9), starts, cfg.capture_days) * p_sign[:, None]
+    fc = m.forecast
+    signs, lost = fc.cumulative_signed[:, -1], fc.cumulative_lost[:, -1]
+    resolved = signs + lost >= 0.05
+    stay_model = np.where(resolved, signs / np.maximum(signs + lost, 1e-12), 1.0)
+    ratio = np.where(resolved & np.isfinite(stay), stay / np.maximum(stay_model, 1e-6), 1.0)
     variants = {
         "model": values,
+        "knows_stay": np.clip(values * ratio[:, None], 0, 1),
         "knows_who": values / np.maximum(p_sign, 1e-12)[:, None] * will[:, None],
         "knows_when_habit_known": np.where((will & known)[:, None], exact, values),
         "knows_when": np.where(will[:, None], exact, values),
