@@ -134,32 +134,35 @@ class ScoreReport:
                 f"  written to the store (table scores) and {self.parquet}")
 
 
-def latest_model(store: Path) -> tuple[Path, str]:
-    """The most recently registered model and its manifest hash."""
-    con = connect(store)
-    try:
-        if not table_exists(con, "model_registry"):
-            raise ModelError("no model has been fitted yet: run `timing fit` first")
-        row = con.execute(
-            "SELECT path, manifest_sha256 FROM model_registry ORDER BY registered_at DESC LIMIT 1"
-        ).fetchone()
-    finally:
-        con.close()
-    if row is None:
-        raise ModelError("no model has been fitted yet: run `timing fit` first")
-    return Path(row[0]), row[1]
-
-
-def registered_hash(store: Path, folder: Path) -> str | None:
+def _registered(store: Path, tail: str, params: list | None = None) -> tuple[Path, str] | None:
+    """(path, manifest hash) of the first model of the store's registry that ``tail`` (a WHERE /
+    ORDER BY clause) selects; None where there is none or no registry."""
     con = connect(store)
     try:
         if not table_exists(con, "model_registry"):
             return None
-        row = con.execute("SELECT manifest_sha256 FROM model_registry WHERE path = ?",
-                          [str(folder.resolve())]).fetchone()
-        return row[0] if row else None
+        row = con.execute(f"SELECT path, manifest_sha256 FROM model_registry {tail} LIMIT 1", params or []).fetchone()
     finally:
         con.close()
+    return (Path(row[0]), row[1]) if row else None
+
+
+def latest_model(store: Path) -> tuple[Path, str]:
+    """The most recently registered model and its manifest hash."""
+    found = _registered(store, "ORDER BY registered_at DESC")
+    if found is None:
+        raise ModelError("no model has been fitted yet: run `timing fit` first")
+    return found
+
+
+def registered_model(store: Path, version: str) -> tuple[Path, str] | None:
+    """The folder and manifest hash registered for model ``version`` (the latest registration)."""
+    return _registered(store, "WHERE version = ? ORDER BY registered_at DESC", [version])
+
+
+def registered_hash(store: Path, folder: Path) -> str | None:
+    found = _registered(store, "WHERE path = ?", [str(folder.resolve())])
+    return found[1] if found else None
 
 
 def write_parquet_atomic(df: pd.DataFrame | pa.Table, path: Path) -> None:

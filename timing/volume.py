@@ -46,7 +46,7 @@ import pandas as pd
 
 from timing.asof import open_snapshot
 from timing.config import FitSettings
-from timing.scoring import forecast_from_scores
+from timing.scoring import forecast_from_scores, registered_model
 from timing.store import connect, table_exists
 
 MODELS = ("prophet", "structural", "survival")
@@ -339,18 +339,11 @@ def scores_model_error(store: Path, scores: pd.DataFrame) -> float | None:
 
     if scores.empty or "model_version" not in scores or scores["model_version"].nunique() != 1:
         return None
-    con = connect(store)
-    try:
-        if not table_exists(con, "model_registry"):
-            return None
-        row = con.execute("SELECT path, manifest_sha256 FROM model_registry WHERE version = ? "
-                          "ORDER BY registered_at DESC LIMIT 1", [str(scores["model_version"].iloc[0])]).fetchone()
-    finally:
-        con.close()
-    if row is None:
+    found = registered_model(store, str(scores["model_version"].iloc[0]))
+    if found is None:
         return None
     try:
-        calibration = pd.DataFrame(verified_info(Path(row[0]), row[1]).get("holdout_calibration") or [])
+        calibration = pd.DataFrame(verified_info(*found).get("holdout_calibration") or [])
         return model_error(calibration) if {"predicted", "observed"} <= set(calibration.columns) else None
     except (ModelError, OSError, ValueError, TypeError):
         return None
