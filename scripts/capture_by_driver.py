@@ -84,21 +84,16 @@ def simulated_stay(truth: Path) -> pd.Series:
     (the demo's truth holds the outcome of that draw, not its probability)."""
     from timing.demo import catalog as cat
     from timing.demo.export import contract_numbers
-    from timing.demo.generate import CHUNK_CUSTOMERS, HORIZON_DAYS
-    from timing.demo.population import make_customers
-    from timing.demo.portfolio import simulate
+    from timing.demo.generate import chunks, simulate_chunk
+    from timing.demo.portfolio import stay_probability
 
     meta = json.loads((truth / "meta.json").read_text())
     as_of_day = cat.day_number(date.fromisoformat(meta["as_of"]))
-    customers = int(meta["customers"])
     parts = []
-    for k, seq in enumerate(np.random.SeedSequence(meta["seed"]).spawn(-(-customers // CHUNK_CUSTOMERS))):
-        first = k * CHUNK_CUSTOMERS
-        rng = [np.random.default_rng(s) for s in seq.spawn(7)]  # as timing.demo.generate._chunk
-        cust = make_customers(rng[0], first + 1, min(CHUNK_CUSTOMERS, customers - first), as_of_day)
-        p = simulate(rng[1], cust, as_of_day + HORIZON_DAYS)
-        stay = 1 / (1 + np.exp(-(cust.loyalty[p.customer] + 0.45 * np.minimum(p.generation, 4))))
-        parts.append(pd.Series(stay, index=[f"K{n:010d}" for n in contract_numbers(p, cust, k)]))
+    for k, seq, first, n in chunks(meta["seed"], int(meta["customers"])):
+        _rng, cust, p = simulate_chunk(seq, first + 1, n, as_of_day)
+        parts.append(pd.Series(stay_probability(cust.loyalty[p.customer], p.generation),
+                               index=[f"K{x:010d}" for x in contract_numbers(p, cust, k)]))
     out = pd.concat(parts)
     truth_ids = read_truth(truth)["contract_id"]
     if not truth_ids.isin(out.index).all() or len(out) != len(truth_ids):

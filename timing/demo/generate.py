@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -20,8 +20,8 @@ from timing.demo import catalog as cat
 from timing.demo.dirty import TEXT_DATE_COLUMNS, Counts, empty_counts, inject
 from timing.demo.export import build_tables, build_truth, contract_numbers, exported_contracts
 from timing.demo.outreach import make_contacts
-from timing.demo.population import make_customers
-from timing.demo.portfolio import LOST, simulate
+from timing.demo.population import Customers, make_customers
+from timing.demo.portfolio import LOST, Portfolio, simulate
 from timing.demo.telematics import make_readings
 from timing.demo.workshop import make_visits, recorded_faults
 from timing.demo.writer import TableSink, arrow_schema, check_target, swap_in, temp_sibling
@@ -153,10 +153,7 @@ def generate_demo(
             sinks[t.name] = TableSink(tmp_out / f"{t.name}.{fmt}", arrow_schema(t.name, cols), fmt)
         sinks["truth"] = TableSink(tmp_truth / "contracts.parquet", TRUTH_SCHEMA, "parquet")
         counts = empty_counts()
-        n_chunks = -(-customers // CHUNK_CUSTOMERS)
-        for k, seq in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
-            first = k * CHUNK_CUSTOMERS
-            n = min(CHUNK_CUSTOMERS, customers - first)
+        for k, seq, first, n in chunks(seed, customers):
             tables, truth_table, chunk_counts = _chunk(
                 k, seq, first + 1, n, as_of_day, every, dirty
             )
@@ -203,6 +200,24 @@ def generate_demo(
     return DemoSummary(out, truth, rows, counts, customers, as_of, horizon_end, seed, fmt, command)
 
 
+def chunks(seed: int, customers: int) -> Iterator[tuple[int, np.random.SeedSequence, int, int]]:
+    """The generator's chunks: (index, seed sequence, customers before it, customers in it)."""
+    n_chunks = -(-customers // CHUNK_CUSTOMERS)
+    for k, seq in enumerate(np.random.SeedSequence(seed).spawn(n_chunks)):
+        first = k * CHUNK_CUSTOMERS
+        yield k, seq, first, min(CHUNK_CUSTOMERS, customers - first)
+
+
+def simulate_chunk(
+    seq: np.random.SeedSequence, first_number: int, n: int, as_of_day: int
+) -> tuple[list[np.random.Generator], Customers, Portfolio]:
+    """One chunk's random streams, customers and simulated contracts (the truth behind the export)."""
+    # one stream per step, so e.g. the reading interval or dirt never changes the contracts
+    rng = [np.random.default_rng(s) for s in seq.spawn(7)]
+    cust = make_customers(rng[0], first_number, n, as_of_day)
+    return rng, cust, simulate(rng[1], cust, as_of_day + HORIZON_DAYS)
+
+
 def _chunk(
     k: int,
     seq: np.random.SeedSequence,
@@ -213,10 +228,7 @@ def _chunk(
     dirty: bool,
 ) -> tuple[dict[str, pa.Table], pa.Table, Counts]:
     """Simulate and tabulate customers ``first_number .. first_number + n - 1``."""
-    # one stream per step, so e.g. the reading interval or dirt never changes the contracts
-    rng = [np.random.default_rng(s) for s in seq.spawn(7)]
-    cust = make_customers(rng[0], first_number, n, as_of_day)
-    p = simulate(rng[1], cust, as_of_day + HORIZON_DAYS)
+    rng, cust, p = simulate_chunk(seq, first_number, n, as_of_day)
     number = contract_numbers(p, cust, k)
     readings = make_readings(rng[2], p, as_of_day, every)
     visits = make_visits(rng[3], p, as_of_day)

@@ -138,6 +138,12 @@ def _intended_day(
     return np.clip(intended, start + 180, end + 170), driver
 
 
+def stay_probability(loyalty: np.ndarray, generation: np.ndarray | int) -> np.ndarray:
+    """A contract's chance of being renewed rather than lost: the customer's loyalty, and more with
+    every earlier renewal in the chain (up to four)."""
+    return 1 / (1 + np.exp(-(loyalty + 0.45 * np.minimum(generation, 4))))
+
+
 def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Portfolio:
     """Simulate every chain of every customer until it is lost or runs past ``horizon_end``."""
     c = np.repeat(np.arange(len(cust)), cust.fleet_size)
@@ -170,7 +176,7 @@ def simulate(rng: np.random.Generator, cust: Customers, horizon_end: int) -> Por
         faults = draw_faults(rng, start, end + GRACE - start, cars.electric)
 
         intended, driver = _intended_day(rng, cust, c, start, end, allowance, km, cars, faults)
-        stay = 1 / (1 + np.exp(-(cust.loyalty[c] + 0.45 * min(gen, 4))))
+        stay = stay_probability(cust.loyalty[c], gen)
         lost = rng.random(n) >= stay
         next_signed = np.minimum(
             intended + np.clip(np.round(rng.normal(0, 1.5, n)), -4, 4).astype(np.int64), end + 175
