@@ -224,6 +224,21 @@ def test_forecasts_follow_the_input_order(family: str, fitted: dict, training: T
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_predicting_fewer_months_gives_the_first_months_of_the_forecast(family: str, fitted: dict,
+                                                                          training: Training) -> None:
+    features = training.open_now
+    whole = fitted[family].predict(features)
+    first = fitted[family].predicting(4).predict(features)
+    assert first.months >= 4
+    k = first.step_signed.shape[1]
+    np.testing.assert_allclose(first.step_signed, whole.step_signed[:, :k], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(first.step_lost, whole.step_lost[:, :k], rtol=0, atol=1e-15)
+    if family == "boost":  # the one family where it saves time: the later steps are not predicted
+        assert first.months == 4
+        assert fitted[family].predict(features).months == fitted[family].months  # the model is not changed
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_tables_round_trip_predicts_identically(family: str, fitted: dict, training: Training, tmp_path: Path) -> None:
     result = fitted[family]
     features = training.open_now

@@ -158,7 +158,7 @@ def fit_at(
     for family in (*cfg.families, BASELINE):
         say(f"holdout: fitting {family}")
         res = baseline_h if family == BASELINE else make_spec(cfg, family).fit(train_h)
-        fc = predict_probabilities(res, eval_h.features)
+        fc = predict_probabilities(res.predicting(horizon_h), eval_h.features)  # judged over horizon_h months
         fitted[family], results[family] = fc, res
         rows.append({"family": family, **evaluate(fc, base_fc, obs_h, horizon_h)})
     holdout = pd.DataFrame(rows)

@@ -176,6 +176,12 @@ class ModelResult(ABC):
     @abstractmethod
     def predict(self, features: pd.DataFrame) -> MonthlyForecast: ...
 
+    def predicting(self, months: int) -> ModelResult:
+        """This model, predicting at least its first ``months`` months (for judging it over a shorter
+        horizon, where the later months are not needed). The model itself unless predicting fewer
+        months saves time (the boosted model, whose predictions cost a pass of its trees per step)."""
+        return self
+
     @abstractmethod
     def summary(self) -> pd.DataFrame: ...
 

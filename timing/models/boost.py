@@ -40,7 +40,7 @@ Notes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -178,6 +178,14 @@ class BoostedHazardResult(ModelResult):
         if "booster" not in self._cache:
             self._cache["booster"] = lgb.Booster(model_str=self.model_text)
         return self._cache["booster"]
+
+    def predicting(self, months: int) -> BoostedHazardResult:
+        """The same trees predicting only the first ``months`` months: each step's hazards are the
+        same, and the steps after them are not computed."""
+        if months >= self.spec.months:
+            return self
+        return BoostedHazardResult(replace(self.spec, months=max(int(months), 1)), self.model_text, self.n_rows,
+                                   self.n_events, self.n_lost, self._cache)
 
     def predict(self, features: pd.DataFrame) -> MonthlyForecast:
         n, steps = len(features), self.spec.steps
