@@ -86,15 +86,58 @@ def test_no_window_breaks_a_rule(seed: int, n: int, capacity: int, min_days: int
     assert week.value_counts().max() <= capacity if len(p) else True
     if branch_cap is not None and len(p):
         assert p.groupby([p["branch_id"], week]).size().max() <= branch_cap
-    # starts per customer in any 13 weeks
-    for _cust, g in p.assign(week=week).groupby("customer_id"):
-        w = np.sort(g["week"].to_numpy())
+    # outreaches per customer in any 13 weeks: a customer's windows in one week are one, on one day
+    for _cust, g in p.assign(week=week, start=start).groupby("customer_id"):
+        assert (g.groupby("week")["start"].nunique() == 1).all()
+        w = np.sort(g["week"].unique())
         if len(w) > per_customer:
             assert (w[per_customer:] - w[:-per_customer] >= 13).all()
     # blackout: no start in the last week of December
     assert not blackout_mask(AS_OF, (start - t0).dt.days.to_numpy(), cfg).any()
     # every open contract is planned or has a reason; the reasons add up
     assert len(plan.planned) + sum(plan.reasons.values()) == n
+
+
+@pytest.mark.parametrize("solver", [solve_exact, solve_greedy])
+def test_a_customers_windows_in_one_week_are_one_outreach(solver) -> None:  # noqa: ANN001
+    # a fleet of three cars, all best started in week 2, and a fourth best in week 5; one outreach per 90 days
+    values = np.array([[0.1, 0.2, 0.9, 0.1, 0.1, 0.1],
+                       [0.1, 0.2, 0.8, 0.1, 0.1, 0.1],
+                       [0.1, 0.1, 0.7, 0.2, 0.1, 0.1],
+                       [0.0, 0.0, 0.1, 0.1, 0.2, 0.6]])
+    cands = Candidates.from_matrix(values, np.ones_like(values, bool), np.zeros(4, int), np.zeros(4, int))
+    chosen = solver(cands, Capacity(week=np.full(6, 5), per_customer_90d=1))
+    weeks = dict(zip(cands.contract[chosen].tolist(), cands.week[chosen].tolist(), strict=True))
+    assert weeks == {0: 2, 1: 2, 2: 2, 3: 2}  # the one outreach carries all four; week 5 would cost 2.4 for 0.6
+    assert total_value(cands, chosen) == pytest.approx(0.9 + 0.8 + 0.7 + 0.1)
+    # capacity still counts windows: with two a week, the week-2 outreach carries two and nothing else fits
+    chosen = solver(cands, Capacity(week=np.full(6, 2), per_customer_90d=1))
+    assert sorted(cands.contract[chosen].tolist()) == [0, 1] and set(cands.week[chosen].tolist()) == {2}
+
+
+def test_a_customers_windows_in_one_week_start_on_one_day() -> None:
+    rng = np.random.default_rng(3)
+    facts = facts_frame(6, rng, customers=1)
+    facts["do_not_contact"] = False
+    facts["customer_type"] = "business"
+    facts["last_contact"] = pd.NaT
+    fc = random_forecast(6, rng)
+    cfg = ScheduleSettings(max_starts_per_customer_90d=1, solver="exact", candidate_weeks=0)
+    first = plan_windows(facts, scores_frame(fc), fc, AS_OF, cfg, 10).planned
+    assert (first.groupby("week")["window_start"].nunique() == 1).all()
+    assert first.groupby("week").size().max() >= 2  # one outreach carries several windows
+    # the last plan had one of them starting mid-week: it keeps its day, and the new windows of its week join it
+    busiest = first.groupby("week").size().idxmax()
+    previous = first[first["week"] == busiest].iloc[:1].copy()
+    for col in ("window_start", "window_end"):
+        previous[col] = previous[col] + timedelta(days=3)
+    again = plan_windows(facts, scores_frame(fc), fc, AS_OF, cfg, 10, previous=previous).planned
+    kept = again[again["status"] == "kept"]
+    assert list(kept["contract_id"]) == list(previous["contract_id"])
+    assert list(kept["window_start"]) == list(previous["window_start"])
+    week = again[again["week"] == kept["week"].iloc[0]]
+    assert (week["status"] == "new").any() and (week["window_start"] == previous["window_start"].iloc[0]).all()
+    assert (again.groupby("week")["window_start"].nunique() == 1).all()
 
 
 def test_exclusion_reasons_are_counted() -> None:
@@ -120,7 +163,7 @@ def brute_force(cands: Candidates, cap: Capacity) -> float:
             if cap.per_customer_90d is not None and len(idx):
                 ok = True
                 for c in np.unique(cands.customer[idx]):
-                    w = np.sort(cands.week[idx][cands.customer[idx] == c])
+                    w = np.unique(cands.week[idx][cands.customer[idx] == c])  # one outreach a week
                     k = cap.per_customer_90d
                     if len(w) > k and ((w[k:] - w[:-k]) < 13).any():
                         ok = False

@@ -89,6 +89,7 @@ class ScheduleSettings:
     branch_capacity_per_week: int | None = None
     branch_capacity_csv: str | None = None
     min_days_since_contact: int = 60
+    #: Outreaches per customer in any 90 days (13 weeks); a customer's windows starting in one week are one.
     max_starts_per_customer_90d: int = 2
     blackout: tuple[tuple[str, str], ...] = (("12-24", "12-31"),)
     keep_threshold: float = 0.15

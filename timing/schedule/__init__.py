@@ -8,7 +8,11 @@ value of starting on day s is the predicted probability that the signing
 falls in ``[s, s + capture_days]`` (the capture definition of metrics.md),
 times the contract's monthly payment relative to the median when
 ``weight = "value"``. A contract gets at most one window, of
-``window_days`` days.
+``window_days`` days. A customer's windows that start in the same week are
+one outreach (one conversation about several contracts, as with a fleet's
+account manager): they start on the same day, and the rule of at most
+``max_starts_per_customer_90d`` outreaches in any 90 days counts them once
+(each still takes one unit of the week's capacity).
 
 Stability: the last plan (the latest run before T) keeps a contract's window
 unless another start is better by more than ``keep_threshold`` (15% by
@@ -148,6 +152,12 @@ def plan_windows(
     start[planned] = t0 + pd.to_timedelta(starts[week[planned]], unit="D")
     keep_start = kept & prev_start.notna().to_numpy()
     start[keep_start] = prev_start[keep_start].clip(lower=t0)
+    # a customer's windows in one week are one outreach, on one day: a kept window's where there is one
+    group = np.where(planned, customer_code * W + week, -1)
+    anchor = pd.Series(start.to_numpy()[keep_start], index=group[keep_start])
+    anchor = anchor[~anchor.index.duplicated()]
+    follow = planned & ~keep_start & np.isin(group, anchor.index.to_numpy())
+    start[follow] = anchor.reindex(group[follow]).to_numpy()
     offset = ((start - t0).dt.days).to_numpy(float)
     p_in = np.full(n, np.nan)
     if planned.any():

@@ -4,12 +4,21 @@ The problem: contracts i, candidate start weeks w, value ``v[i, w]`` (the
 probability that the signing falls within the capture span after that start,
 optionally weighted by contract value); at most one start per contract, at
 most ``C_w`` starts in week w overall and ``C_bw`` per branch, and at most N
-starts per customer in any 13 weeks (the 90-day rule). Maximise the total value.
+outreaches per customer in any 13 weeks (the 90-day rule). Maximise the total value.
+
+A customer's windows that start in the same week are one outreach (the
+planner gives them one start day): one conversation about several contracts,
+as a fleet's account manager has about the cars due together. They still
+take one unit of weekly capacity each. The 90-day rule counts a customer's
+weeks with a start, not their windows.
 
 * :func:`solve_exact` states it as a 0/1 program for HiGHS
   (``scipy.optimize.milp``). Without the customer rule the constraint matrix
   is totally unimodular (two laminar families), so the LP relaxation is
-  already integral and HiGHS solves it at LP speed.
+  already integral and HiGHS solves it at LP speed. The customer rule adds,
+  for customers with candidates on two or more contracts, a 0/1 variable per
+  customer-week ("an outreach that week") that each of its windows needs,
+  and caps those in every 13-week span.
 * :func:`solve_greedy` is a vectorised deferred-acceptance auction: every
   unplaced contract proposes its best remaining week; each branch-week and
   week keeps its highest-value proposals up to capacity and rejects the rest,
@@ -87,10 +96,13 @@ def _rank_within(keys: list[np.ndarray], value: np.ndarray, tie: np.ndarray) -> 
 
 def _customer_keep(customer: np.ndarray, week: np.ndarray, value: np.ndarray, tie: np.ndarray,
                    limit: int) -> np.ndarray:
-    """Which rows a customer keeps under "at most ``limit`` starts in any 13 weeks", best value first.
+    """Which rows a customer keeps under "at most ``limit`` outreach weeks in any 13 weeks", best value first.
 
-    Each pass keeps every customer's best undecided row and drops the undecided
-    rows that already have ``limit`` kept rows within 12 weeks of them. For a
+    Rows of one customer in the same week are one outreach. Each pass keeps,
+    for every customer, the undecided rows of its best week (the largest total
+    value: the outreach worth most), then every undecided row in a week the
+    customer already has a kept row in (the same outreach), and drops the
+    undecided rows with ``limit`` kept weeks within 12 weeks of them. For a
     limit of one this is exactly the rule; above one it is slightly stricter
     (it may drop a start the rule would allow), never looser.
     """
@@ -98,13 +110,17 @@ def _customer_keep(customer: np.ndarray, week: np.ndarray, value: np.ndarray, ti
     ok = np.zeros(n, dtype=bool)
     undecided = np.ones(n, dtype=bool)
     # rows of customers with a single row in the pool never conflict
-    counts = np.bincount(np.unique(customer, return_inverse=True)[1]) if n else np.zeros(0, int)
-    single = counts[np.unique(customer, return_inverse=True)[1]] == 1 if n else np.zeros(0, bool)
+    codes = np.unique(customer, return_inverse=True)[1] if n else np.zeros(0, int)
+    single = np.bincount(codes)[codes] == 1 if n else np.zeros(0, bool)
     ok[single] = True
     undecided[single] = False
     while undecided.any():
         idx = np.flatnonzero(undecided)
-        best = idx[_rank_within([customer[idx]], value[idx], tie[idx]) == 0]
+        bundles = pd.DataFrame({"c": customer[idx], "w": week[idx], "v": value[idx], "t": tie[idx]})
+        g = bundles.groupby(["c", "w"], sort=False).agg(v=("v", "sum"), t=("t", "min")).reset_index()
+        top = g.iloc[np.flatnonzero(_rank_within([g["c"].to_numpy()], g["v"].to_numpy(), g["t"].to_numpy()) == 0)]
+        best = idx[pd.MultiIndex.from_arrays([bundles["c"], bundles["w"]]).isin(
+            pd.MultiIndex.from_arrays([top["c"], top["w"]]))]
         ok[best] = True
         undecided[best] = False
         idx = np.flatnonzero(undecided)
@@ -112,8 +128,11 @@ def _customer_keep(customer: np.ndarray, week: np.ndarray, value: np.ndarray, ti
             break
         kept = np.flatnonzero(ok)
         pairs = pd.DataFrame({"row": idx, "c": customer[idx], "w": week[idx]}).merge(
-            pd.DataFrame({"c": customer[kept], "kw": week[kept]}), on="c")
-        near = pairs[(pairs["w"] - pairs["kw"]).abs() < WEEKS_PER_90_DAYS]
+            pd.DataFrame({"c": customer[kept], "kw": week[kept]}).drop_duplicates(), on="c")
+        same = pairs.loc[pairs["w"] == pairs["kw"], "row"].unique()
+        ok[same] = True
+        undecided[same] = False
+        near = pairs[((pairs["w"] - pairs["kw"]).abs() < WEEKS_PER_90_DAYS) & ~pairs["row"].isin(same)]
         crowded = near.groupby("row").size()
         drop = crowded.index[crowded.to_numpy() >= limit].to_numpy()
         undecided[drop] = False
@@ -159,7 +178,35 @@ def solve_greedy(cands: Candidates, cap: Capacity, max_rounds: int = 10_000) -> 
         accepted = pool[ok]
         held[cands.contract[accepted]] = accepted
     chosen[held[held >= 0]] = True
+    if cap.per_customer_90d is not None:
+        _join_outreaches(cands, cap, chosen)
     return chosen
+
+
+def _join_outreaches(cands: Candidates, cap: Capacity, chosen: np.ndarray) -> None:
+    """Add, in place, the windows of contracts left without one to an outreach their customer already has
+    in one of their candidate weeks (one more conversation topic: no new outreach), best value first, where
+    the week (and branch-week) has capacity left. The auction above does not see that such a window costs
+    the customer nothing under the 90-day rule."""
+    placed = np.zeros(int(cands.contract.max()) + 1, dtype=bool)
+    placed[cands.contract[chosen]] = True
+    W = len(cap.week)
+    outreach = np.unique(cands.customer[chosen] * W + cands.week[chosen])
+    pool = np.flatnonzero(~placed[cands.contract] & np.isin(cands.customer * W + cands.week, outreach))
+    if len(pool) == 0:
+        return
+    left = cap.week - np.bincount(cands.week[chosen], minlength=W)
+    # each contract's best such week, then each week's best contracts within what is left
+    pool = pool[_rank_within([cands.contract[pool]], cands.value[pool], cands.week[pool]) == 0]
+    v, w, tie = cands.value[pool], cands.week[pool], cands.contract[pool]
+    ok = _rank_within([w], v, tie) < left[w]
+    if cap.branch_week is not None:
+        b = cands.branch[pool]
+        used = np.zeros_like(cap.branch_week)
+        np.add.at(used, (cands.branch[chosen], cands.week[chosen]), 1)
+        idx = np.flatnonzero(ok)
+        ok[idx] = _rank_within([b[idx], w[idx]], v[idx], tie[idx]) < (cap.branch_week - used)[b[idx], w[idx]]
+    chosen[pool[ok]] = True
 
 
 def solve_exact(cands: Candidates, cap: Capacity, time_limit: float = 120.0) -> np.ndarray:
@@ -180,29 +227,44 @@ def solve_exact(cands: Candidates, cap: Capacity, time_limit: float = 120.0) -> 
         row = cands.branch * W + cands.week
         blocks.append(sp.csr_matrix((np.ones(m), (row, cols)), shape=(B * W, m)))
         upper.append(cap.branch_week.ravel().astype(float))
+    ny = 0  # customer-week variables of the 90-day rule, after the m candidates
     if cap.per_customer_90d is not None:
-        # only customers with two or more candidate contracts can break the rule
-        cust_contracts = pd.Series(cands.contract).groupby(cands.customer).nunique()
-        multi = np.isin(cands.customer, cust_contracts.index[cust_contracts.to_numpy() > 1])
-        if multi.any():
-            sel = np.flatnonzero(multi)
-            _, cu = np.unique(cands.customer[sel], return_inverse=True)
-            # candidate at week w belongs to the 13-week spans starting at w-12 .. w
-            shifts = np.arange(WEEKS_PER_90_DAYS)
-            span_start = cands.week[sel][:, None] - shifts[None, :]
-            valid = span_start >= 0
-            rows = (cu[:, None] * W + span_start)[valid]
-            cc = np.repeat(sel, WEEKS_PER_90_DAYS).reshape(-1, WEEKS_PER_90_DAYS)[valid]
-            A = sp.csr_matrix((np.ones(len(rows)), (rows, cc)), shape=((cu.max() + 1) * W, m))
-            blocks.append(A)
-            upper.append(np.full(A.shape[0], float(cap.per_customer_90d)))
-    A = sp.vstack(blocks, format="csr")
-    res = milp(c=-cands.value.astype(float), constraints=[LinearConstraint(A, -np.inf, np.concatenate(upper))],
-               integrality=np.ones(m), bounds=Bounds(0, 1),
+        blocks, upper, ny = _customer_rule(cands, cap, blocks, upper)
+    A = sp.vstack([b if b.shape[1] == m + ny else sp.hstack([b, sp.csr_matrix((b.shape[0], ny))]) for b in blocks],
+                  format="csr")
+    cost = np.concatenate([-cands.value.astype(float), np.zeros(ny)])
+    res = milp(c=cost, constraints=[LinearConstraint(A, -np.inf, np.concatenate(upper))],
+               integrality=np.ones(m + ny), bounds=Bounds(0, 1),
                options={"time_limit": time_limit, "disp": False})
     if res.x is None:
         raise RuntimeError(f"the exact scheduler found no solution: {res.message}")
-    return res.x > 0.5
+    return res.x[:m] > 0.5
+
+
+def _customer_rule(cands: Candidates, cap: Capacity, blocks: list, upper: list) -> tuple[list, list, int]:
+    """The 90-day rule for :func:`solve_exact`: a 0/1 variable per (customer, week) for the customers with
+    candidates on two or more contracts (the others cannot break it), which each of their windows in that
+    week needs (x - y <= 0), and at most ``per_customer_90d`` of them in any 13 weeks. Returns the blocks
+    and bounds with these rows added (over m + ny columns) and ny, the number of new variables."""
+    m, W = len(cands), len(cap.week)
+    cust_contracts = pd.Series(cands.contract).groupby(cands.customer).nunique()
+    sel = np.flatnonzero(np.isin(cands.customer, cust_contracts.index[cust_contracts.to_numpy() > 1]))
+    if len(sel) == 0:
+        return blocks, upper, 0
+    _, cu = np.unique(cands.customer[sel], return_inverse=True)
+    keys, yi = np.unique(cu * W + cands.week[sel], return_inverse=True)
+    ny = len(keys)
+    k = len(sel)
+    link = sp.csr_matrix((np.concatenate([np.ones(k), -np.ones(k)]),
+                          (np.tile(np.arange(k), 2), np.concatenate([sel, m + yi]))), shape=(k, m + ny))
+    # the outreach week w belongs to the 13-week spans starting at w-12 .. w
+    y_customer, y_week = keys // W, keys % W
+    span_start = y_week[:, None] - np.arange(WEEKS_PER_90_DAYS)[None, :]
+    valid = span_start >= 0
+    rows = (y_customer[:, None] * W + span_start)[valid]
+    cols = np.repeat(np.arange(ny), WEEKS_PER_90_DAYS).reshape(-1, WEEKS_PER_90_DAYS)[valid]
+    spans = sp.csr_matrix((np.ones(len(rows)), (rows, m + cols)), shape=((y_customer.max() + 1) * W, m + ny))
+    return [*blocks, link, spans], [*upper, np.zeros(k), np.full(spans.shape[0], float(cap.per_customer_90d))], ny
 
 
 def total_value(cands: Candidates, chosen: np.ndarray) -> float:
