@@ -303,6 +303,16 @@ def widened(expected: np.ndarray, lower: np.ndarray, upper: np.ndarray, error: f
     return np.maximum(np.floor(lo + 1e-9), 0.0), np.ceil(hi - 1e-9)
 
 
+def signings_interval(p: np.ndarray, interval: float = 0.8, error: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``interval`` of each column's signings count, contracts' probabilities ``p``
+    (contracts x months): chance (:func:`poisson_binomial_interval`), widened by the model's
+    relative ``error`` beyond chance (:func:`widened`) where it is positive."""
+    lower, upper = poisson_binomial_interval(p, interval)
+    if error > 0:
+        lower, upper = widened(p.sum(axis=0), lower, upper, error, interval)
+    return lower, upper
+
+
 def survival_forecast(scores: pd.DataFrame, scored_on: date, months: pd.DatetimeIndex,
                       seen_so_far: pd.Series | None = None, interval: float = 0.8,
                       error: float = 0.0) -> pd.DataFrame:
@@ -324,9 +334,7 @@ def survival_forecast(scores: pd.DataFrame, scored_on: date, months: pd.Datetime
         p = np.zeros((0, len(months)))
     else:
         p = np.clip(fc.cif_at_days(end) - fc.cif_at_days(start), 0, 1)
-    lower, upper = poisson_binomial_interval(p, interval)
-    if error > 0:
-        lower, upper = widened(p.sum(axis=0), lower, upper, error, interval)
+    lower, upper = signings_interval(p, interval, error)
     seen = np.zeros(len(months)) if seen_so_far is None else seen_so_far.reindex(months, fill_value=0).to_numpy(float)
     return _frame(months, p.sum(axis=0) + seen, lower + seen, upper + seen, "survival")
 

@@ -26,7 +26,7 @@ from timing.evaluation import Observed, calibration_by_month, calibration_curve,
 from timing.models.base import MonthlyForecast
 from timing.models.panel import MONTH_DAYS
 from timing.schedule.policies import Capture, capture
-from timing.volume import poisson_binomial_interval, widened
+from timing.volume import signings_interval
 
 COLUMNS = ["metric", "policy", "month", "bin", "value"]
 CURVE_MONTH = 6
@@ -100,9 +100,7 @@ def volume(forecast: MonthlyForecast, signing_day: np.ndarray, months: int, leve
     gives it.
     """
     p = forecast.p_signed[:, :months]
-    lo, hi = poisson_binomial_interval(p, level)
-    if error > 0:
-        lo, hi = widened(p.sum(axis=0), lo, hi, error, level)
+    lo, hi = signings_interval(p, level, error)
     k = np.arange(1, months + 1)
     month_of = np.ceil(signing_day / MONTH_DAYS)
     inside = (month_of >= 1) & (month_of <= months)

@@ -162,12 +162,7 @@ def solve_greedy(cands: Candidates, cap: Capacity, max_rounds: int = 10_000) -> 
         proposals = order[start[free] + pointer[free]]
         pool = np.concatenate([held[held >= 0], proposals])
         v, w, tie = cands.value[pool], cands.week[pool], cands.contract[pool]
-        ok = np.ones(len(pool), dtype=bool)
-        if cap.branch_week is not None:
-            b = cands.branch[pool]
-            ok &= _rank_within([b, w], v, tie) < cap.branch_week[b, w]
-        idx = np.flatnonzero(ok)
-        ok[idx] = _rank_within([w[idx]], v[idx], tie[idx]) < cap.week[w[idx]]
+        ok = _within_capacity(v, w, tie, cands.branch[pool], cap.week, cap.branch_week)
         if cap.per_customer_90d is not None:
             idx = np.flatnonzero(ok)
             ok[idx] = _customer_keep(cands.customer[pool[idx]], w[idx], v[idx], tie[idx], cap.per_customer_90d)
@@ -196,17 +191,26 @@ def _join_outreaches(cands: Candidates, cap: Capacity, chosen: np.ndarray) -> No
     if len(pool) == 0:
         return
     left = cap.week - np.bincount(cands.week[chosen], minlength=W)
+    branch_left = None
+    if cap.branch_week is not None:
+        branch_left = cap.branch_week.copy()
+        np.subtract.at(branch_left, (cands.branch[chosen], cands.week[chosen]), 1)
     # each contract's best such week, then each week's best contracts within what is left
     pool = pool[_rank_within([cands.contract[pool]], cands.value[pool], cands.week[pool]) == 0]
-    v, w, tie = cands.value[pool], cands.week[pool], cands.contract[pool]
-    ok = _rank_within([w], v, tie) < left[w]
-    if cap.branch_week is not None:
-        b = cands.branch[pool]
-        used = np.zeros_like(cap.branch_week)
-        np.add.at(used, (cands.branch[chosen], cands.week[chosen]), 1)
-        idx = np.flatnonzero(ok)
-        ok[idx] = _rank_within([b[idx], w[idx]], v[idx], tie[idx]) < (cap.branch_week - used)[b[idx], w[idx]]
-    chosen[pool[ok]] = True
+    chosen[pool[_within_capacity(cands.value[pool], cands.week[pool], cands.contract[pool], cands.branch[pool],
+                                 left, branch_left)]] = True
+
+
+def _within_capacity(v: np.ndarray, w: np.ndarray, tie: np.ndarray, b: np.ndarray, week_cap: np.ndarray,
+                     branch_cap: np.ndarray | None) -> np.ndarray:
+    """Which rows (value ``v``, week ``w``, branch ``b``) fit, best value first (``tie`` breaks ties): within
+    each branch-week's capacity (when given), then within each week's among those."""
+    ok = np.ones(len(v), dtype=bool)
+    if branch_cap is not None:
+        ok &= _rank_within([b, w], v, tie) < branch_cap[b, w]
+    idx = np.flatnonzero(ok)
+    ok[idx] = _rank_within([w[idx]], v[idx], tie[idx]) < week_cap[w[idx]]
+    return ok
 
 
 def solve_exact(cands: Candidates, cap: Capacity, time_limit: float = 120.0) -> np.ndarray:
