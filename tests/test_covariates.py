@@ -50,6 +50,24 @@ def test_customers_who_signed_in_a_launch_month_before_have_their_own_launch_pul
     assert list(_codes([signer, other], [50, 50], "launch_pull")) == [0, 2]
 
 
+def test_customers_seen_signing_just_before_a_launch_have_their_own_launch_pull() -> None:
+    """A signing in January, February, July or August (the two months before March's or September's
+    launch) shows a customer who did not wait for the new model; with a launch-month signing too, or
+    neither, nothing is known either way."""
+    pull = ("launch_pull", "launch_pull_launch_signer", "launch_pull_launch_ignorer")
+    cases = {
+        "ignorer": 1 << 7,  # an August
+        "ignorer (January)": 1 << 0,
+        "signer": 1 << 8,  # a September
+        "both": (1 << 8) | (1 << 1),  # a September and a February
+        "neither": 1 << 5,  # a June
+    }
+    rows = [{"days_to_end": 30, "habit_offset_days": 10, "signed_months_mask": m} for m in cases.values()]
+    got = {name: list(_codes(rows, [50] * len(rows), name)) for name in pull}
+    assert got == {"launch_pull": [0, 0, 0, 2, 2], "launch_pull_launch_signer": [0, 0, 2, 0, 0],
+                   "launch_pull_launch_ignorer": [2, 2, 0, 0, 0]}
+
+
 def test_the_allowance_crossing_of_heavy_users_is_a_covariate_of_its_own() -> None:
     heavy = {"days_to_allowance": 40, "usage_ratio": 1.3}
     light = {"days_to_allowance": 40, "usage_ratio": 0.95}

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -549,14 +549,14 @@ def test_boost_weights_undo_the_case_control_sampling(training: Training) -> Non
     import lightgbm as lgb
 
     lm, now = training.lm, training.open_now
-    small = {"trees": 60, "min_rows_in_leaf": 1000, "leaves": 8}
+    small = {"trees": 60, "learning_rate": 0.1, "min_rows_in_leaf": 1000, "leaves": 8, "bags": 1, "early_stopping": 0}
     total = int(DiscreteHazard(12, 2).outcome_steps(lm)[1].sum())
     full = BoostedHazard(max_rows=total, **small).fit(lm).predict(now)
     capped = BoostedHazard(max_rows=total // 3, **small)
     weighted = capped.fit(lm).predict(now)
     X, y, _w = capped.training_rows(lm)
     booster = lgb.train(capped.params(), lgb.Dataset(X, y), num_boost_round=capped.trees)
-    raw = BoostedHazardResult(capped, booster.model_to_string(), len(y), 0, 0).predict(now)
+    raw = BoostedHazardResult(capped, (booster.model_to_string(),), len(y), 0, 0).predict(now)
     for attr in ("cumulative_signed", "cumulative_lost"):
         f = getattr(full, attr)[:, -1]
         w_err = abs(getattr(weighted, attr)[:, -1].mean() / f.mean() - 1)
@@ -596,6 +596,64 @@ def test_boost_reasons_name_covariates_away_from_their_reference_level(fitted: d
     assert (fc.drivers[..., allowance][active] > fc.drivers[..., habit][active]).all()
     reasons = explain(f, fc)
     assert (reasons != "").mean() > 0.9
+
+
+def _step_hazards(fc: MonthlyForecast) -> tuple[np.ndarray, np.ndarray]:
+    """The step hazards behind a forecast: each step's probabilities over the survival before it."""
+    before = 1 - np.cumsum(fc.step_signed + fc.step_lost, axis=1) + fc.step_signed + fc.step_lost
+    return fc.step_signed / before, fc.step_lost / before
+
+
+def test_boost_chooses_its_number_of_trees_on_contracts_set_aside_and_keeps_it_when_refitting(
+        training: Training) -> None:
+    """Trees stop where the loss on a fifth of the contracts set aside is lowest (a fast learner on a
+    small world overfits long before its 300 trees); the refit from that fit grows as many trees on
+    every row."""
+    import lightgbm as lgb
+
+    lm = training.lm
+    spec = BoostedHazard(trees=300, learning_rate=0.3, early_stopping=10, bags=1, seed=2)
+    tuned = spec.fit(lm)
+    (kept,) = tuned.rounds
+    assert 1 <= kept < 300
+    assert tuned.boosters()[0].num_trees() == 3 * kept  # one tree per class and round
+    # the fifth set aside for seed 2, and the count kept is its best against a full run's
+    ids = lm.features["contract_id"].to_numpy()
+    aside = (pd.util.hash_array(ids).astype(np.uint64) + np.uint64(2)) % np.uint64(5) == 0
+    assert 0.1 < aside.mean() < 0.3
+    assert tuned.n_rows == len(spec.training_rows(lm.subset(~aside))[1])  # trained without them
+    X, y, w = spec.training_rows(lm.subset(aside))
+    Xt, yt, wt = spec.training_rows(lm.subset(~aside))
+    full = lgb.train(spec.params(), lgb.Dataset(Xt, yt, weight=wt), num_boost_round=300)
+
+    def loss(n: int) -> float:
+        p = full.predict(X, num_iteration=n)[np.arange(len(y)), y]
+        return float(np.average(-np.log(p), weights=w))
+
+    losses = {n: loss(n) for n in (kept, 300, max(kept // 2, 1), min(kept + 20, 300))}
+    assert losses[kept] <= min(losses.values()) + 1e-9, losses
+    refit = spec.fit(lm, start=tuned)
+    assert refit.rounds == (kept,) and refit.boosters()[0].num_trees() == 3 * kept
+    assert refit.n_rows == len(spec.training_rows(lm)[1])  # on every row
+    assert replace(spec, early_stopping=0).fit(lm).rounds == (300,)  # stopping switched off
+
+
+def test_boost_bags_average_the_step_hazards_of_ensembles_on_their_own_samples(training: Training) -> None:
+    lm, now = training.lm, training.open_now
+    total = int(DiscreteHazard(12, 2).outcome_steps(lm)[1].sum())
+    spec = BoostedHazard(trees=40, bags=2, seed=5, max_rows=total // 2, early_stopping=0)  # sampled: bags differ
+    both = spec.fit(lm)
+    one, two = replace(spec, bags=1).fit(lm), replace(spec, bags=1, seed=6).fit(lm)
+    assert both.model_texts == one.model_texts + two.model_texts and both.rounds == (40, 40)
+    assert one.model_texts != two.model_texts
+    assert both.n_rows == one.n_rows + two.n_rows
+    hs, hl = _step_hazards(both.predict(now))
+    (hs1, hl1), (hs2, hl2) = _step_hazards(one.predict(now)), _step_hazards(two.predict(now))
+    np.testing.assert_allclose(hs, (hs1 + hs2) / 2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hl, (hl1 + hl2) / 2, rtol=1e-9, atol=1e-12)
+    again = BoostedHazardResult.from_tables(both.to_tables())
+    assert again.rounds == both.rounds and again.spec.bags == 2
+    np.testing.assert_array_equal(again.predict(now).step_signed, both.predict(now).step_signed)
 
 
 def test_a_boosted_model_from_another_panel_is_refused(fitted: dict) -> None:

@@ -16,6 +16,10 @@ Notes
 -----
 - Hazards per step come from the class probabilities; cumulative incidence
   follows as in the discrete model (:meth:`MonthlyForecast.from_hazards`).
+- The number of trees is chosen by early stopping on a fifth of the training contracts set
+  aside (:meth:`BoostedHazard.fit`), and kept for the refit on every origin. The temporal
+  holdout is not used for it: it judges the fit and sets the width of the volume interval.
+- ``bags`` ensembles, each on its own sample, are averaged (less dependence on one seed).
 - Training is capped at ``max_rows`` contract-step rows: beyond it, a
   weighted case-control sample (:meth:`BoostedHazard.training_rows`) keeps
   signing and loss rows at ``event_oversampling`` times the rate of the
@@ -94,8 +98,15 @@ class BoostedHazard(StepGrid):
     months: int = 12
     steps_per_month: int = 2
     launch_months: tuple[int, ...] = (3, 9)
-    trees: int = 150
-    learning_rate: float = 0.1
+    #: The most trees a fit may grow: it stops where the loss on a fifth of the contracts set aside
+    #: has not improved for ``early_stopping`` trees and keeps the best count (0: always ``trees``).
+    trees: int = 300
+    learning_rate: float = 0.05
+    early_stopping: int = 40
+    #: Ensembles fitted on their own samples (seeds ``seed``, ``seed + 1``, ...) and averaged: on the
+    #: demo backtest one ensemble's capture moved by up to 0.005 with its seed alone, and three
+    #: averaged gave a lower holdout IBS than any single one (0.0255 against 0.0257-0.0259).
+    bags: int = 3
     leaves: int = 31
     min_rows_in_leaf: int = 200
     max_rows: int = 500_000
@@ -151,41 +162,74 @@ class BoostedHazard(StepGrid):
         return np.vstack(X), np.concatenate(Y), np.concatenate(W)
 
     def fit(self, lm: Landmarks, start: BoostedHazardResult | None = None) -> BoostedHazardResult:
-        """Fit on the landmark rows (``start``, an earlier fit, is not used: this family fits from scratch)."""
+        """Fit ``bags`` tree ensembles on the landmark rows, from scratch; each draws its own sample
+        (seed ``seed + b``) and the forecast averages their step probabilities.
+
+        How many trees: with ``start`` (the holdout's fit, when refitting on every origin), the counts
+        that fit kept, on all the rows. Otherwise each ensemble sets aside a fifth of the contracts
+        (another fifth for every bag), adds trees on the rest until the set-aside rows' weighted
+        multiclass log loss has not improved for ``early_stopping`` trees, and keeps the best count
+        (the temporal holdout stays untouched for judging the fit).
+        """
+        texts, rounds, sizes = [], [], []
+        for b in range(max(self.bags, 1)):
+            given = start.rounds[b] if isinstance(start, BoostedHazardResult) and b < len(start.rounds) else None
+            text, kept, y = replace(self, seed=self.seed + b)._fit_one(lm, given)
+            texts.append(text)
+            rounds.append(kept)
+            sizes.append((len(y), int((y == SIGNED).sum()), int((y == LOST).sum())))
+        n_rows, n_events, n_lost = (int(v) for v in np.sum(sizes, axis=0))
+        return BoostedHazardResult(self, tuple(texts), n_rows, n_events, n_lost, tuple(rounds))
+
+    def _fit_one(self, lm: Landmarks, rounds: int | None) -> tuple[str, int, np.ndarray]:
+        """One ensemble on this spec's sample: (LightGBM text model, boosting rounds kept, outcome codes)."""
         import lightgbm as lgb
 
-        X, y, w = self.training_rows(lm)
+        aside = np.zeros(len(lm), bool)
+        if rounds is None and self.early_stopping:
+            ids = lm.features["contract_id"].to_numpy()
+            aside = (pd.util.hash_array(ids).astype(np.uint64) + np.uint64(self.seed)) % np.uint64(5) == 0
+        if rounds is not None or not aside.any() or aside.all():
+            X, y, w = self.training_rows(lm)
+            kept = min(rounds or self.trees, self.trees)
+            data = lgb.Dataset(X, y, weight=w, feature_name=list(INPUTS), free_raw_data=True)
+            return lgb.train(self.params(), data, num_boost_round=kept).model_to_string(), kept, y
+        X, y, w = self.training_rows(lm.subset(~aside))
+        Xv, yv, wv = self.training_rows(lm.subset(aside))
         data = lgb.Dataset(X, y, weight=w, feature_name=list(INPUTS), free_raw_data=True)
-        booster = lgb.train(self.params(), data, num_boost_round=self.trees)
-        return BoostedHazardResult(self, booster.model_to_string(), int(len(y)), int((y == SIGNED).sum()),
-                                   int((y == LOST).sum()))
+        held = lgb.Dataset(Xv, yv, weight=wv, reference=data, free_raw_data=True)
+        booster = lgb.train(self.params(), data, num_boost_round=self.trees, valid_sets=[held],
+                            callbacks=[lgb.early_stopping(self.early_stopping, verbose=False)])
+        kept = max(int(booster.best_iteration), 1)
+        return booster.model_to_string(num_iteration=kept), kept, y
 
 
 @dataclass(frozen=True)
 class BoostedHazardResult(ModelResult):
-    """A fitted boosted hazard: LightGBM's text model and fit statistics."""
+    """A fitted boosted hazard: LightGBM's text models (one per bag) and fit statistics."""
 
     spec: BoostedHazard
-    model_text: str
+    model_texts: tuple[str, ...]
     n_rows: int
     n_events: int
     n_lost: int
+    rounds: tuple[int, ...] = ()  # boosting rounds (trees per class) of each bag
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def booster(self) -> Any:
+    def boosters(self) -> list[Any]:
         import lightgbm as lgb
 
-        if "booster" not in self._cache:
-            self._cache["booster"] = lgb.Booster(model_str=self.model_text)
-        return self._cache["booster"]
+        if "boosters" not in self._cache:
+            self._cache["boosters"] = [lgb.Booster(model_str=t) for t in self.model_texts]
+        return self._cache["boosters"]
 
     def predicting(self, months: int) -> BoostedHazardResult:
         """The same trees predicting only the first ``months`` months: each step's hazards are the
         same, and the steps after them are not computed."""
         if months >= self.spec.months:
             return self
-        return BoostedHazardResult(replace(self.spec, months=max(int(months), 1)), self.model_text, self.n_rows,
-                                   self.n_events, self.n_lost, self._cache)
+        return BoostedHazardResult(replace(self.spec, months=max(int(months), 1)), self.model_texts, self.n_rows,
+                                   self.n_events, self.n_lost, self.rounds, self._cache)
 
     def predict(self, features: pd.DataFrame) -> MonthlyForecast:
         n, steps = len(features), self.spec.steps
@@ -195,8 +239,8 @@ class BoostedHazardResult(ModelResult):
         weight = _salience_weights()
         for pos, k, codes in panel_chunks(features, np.full(n, steps), self.spec.step_days,
                                           self.spec.launch_months):
-            P = self.booster().predict(_design(raw, pos, (k - 0.5) * self.spec.step_days, codes),
-                                       num_threads=THREADS)
+            X = _design(raw, pos, (k - 0.5) * self.spec.step_days, codes)
+            P = sum(b.predict(X, num_threads=THREADS) for b in self.boosters()) / len(self.boosters())
             h_s[pos, k - 1], h_l[pos, k - 1] = P[:, SIGNED], P[:, LOST]
             drivers[pos, k - 1] = (codes.T != 0) * weight
         return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l, drivers=drivers,
@@ -204,8 +248,8 @@ class BoostedHazardResult(ModelResult):
 
     def summary(self) -> pd.DataFrame:
         """Each input's total gain in the trees (how much it sharpened the fit), largest first."""
-        gain = self.booster().feature_importance("gain")
-        splits = self.booster().feature_importance("split")
+        gain = sum(b.feature_importance("gain") for b in self.boosters())
+        splits = sum(b.feature_importance("split") for b in self.boosters())
         return (pd.DataFrame({"outcome": "all", "covariate": list(INPUTS), "gain": gain, "splits": splits})
                 .sort_values(["gain", "covariate"], ascending=[False, True]).reset_index(drop=True))
 
@@ -214,9 +258,10 @@ class BoostedHazardResult(ModelResult):
         meta = {"family": self.name, "months": s.months, "steps_per_month": s.steps_per_month,
                 "launch_months": list(s.launch_months), "trees": s.trees, "learning_rate": s.learning_rate,
                 "leaves": s.leaves, "min_rows_in_leaf": s.min_rows_in_leaf, "max_rows": s.max_rows,
-                "event_oversampling": s.event_oversampling, "seed": s.seed,
-                "inputs": list(INPUTS), "n_rows": self.n_rows, "n_events": self.n_events, "n_lost": self.n_lost}
-        return {"meta": meta, "trees": {"lightgbm_text_model": self.model_text}}
+                "event_oversampling": s.event_oversampling, "early_stopping": s.early_stopping, "bags": s.bags, "seed": s.seed,
+                "inputs": list(INPUTS), "n_rows": self.n_rows, "n_events": self.n_events, "n_lost": self.n_lost,
+                "rounds": list(self.rounds)}
+        return {"meta": meta, "trees": {"lightgbm_text_models": list(self.model_texts)}}
 
     @classmethod
     def from_tables(cls, tables: dict) -> BoostedHazardResult:
@@ -229,9 +274,12 @@ class BoostedHazardResult(ModelResult):
                              launch_months=tuple(meta["launch_months"]), trees=int(meta["trees"]),
                              learning_rate=float(meta["learning_rate"]), leaves=int(meta["leaves"]),
                              min_rows_in_leaf=int(meta["min_rows_in_leaf"]), max_rows=int(meta["max_rows"]),
-                             event_oversampling=float(meta.get("event_oversampling", 4.0)), seed=int(meta["seed"]))
-        return cls(spec, str(tables["trees"]["lightgbm_text_model"]), int(meta["n_rows"]), int(meta["n_events"]),
-                   int(meta["n_lost"]))
+                             event_oversampling=float(meta.get("event_oversampling", 4.0)),
+                             early_stopping=int(meta["early_stopping"]), bags=int(meta["bags"]),
+                             seed=int(meta["seed"]))
+        texts, rounds = tables["trees"]["lightgbm_text_models"], meta["rounds"]
+        return cls(spec, tuple(str(t) for t in texts), int(meta["n_rows"]), int(meta["n_events"]),
+                   int(meta["n_lost"]), tuple(int(r) for r in rounds))
 
 
 def _salience_weights() -> np.ndarray:
