@@ -258,7 +258,8 @@ class BoostedHazardResult(ModelResult):
         meta = {"family": self.name, "months": s.months, "steps_per_month": s.steps_per_month,
                 "launch_months": list(s.launch_months), "trees": s.trees, "learning_rate": s.learning_rate,
                 "leaves": s.leaves, "min_rows_in_leaf": s.min_rows_in_leaf, "max_rows": s.max_rows,
-                "event_oversampling": s.event_oversampling, "early_stopping": s.early_stopping, "bags": s.bags, "seed": s.seed,
+                "event_oversampling": s.event_oversampling, "early_stopping": s.early_stopping, "bags": s.bags,
+                "seed": s.seed,
                 "inputs": list(INPUTS), "n_rows": self.n_rows, "n_events": self.n_events, "n_lost": self.n_lost,
                 "rounds": list(self.rounds)}
         return {"meta": meta, "trees": {"lightgbm_text_models": list(self.model_texts)}}

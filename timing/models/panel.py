@@ -281,8 +281,8 @@ def _launch_signer(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
 @_once
 def _launch_ignorer(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     """Signed an earlier contract in the two months before a launch month, and none in a launch month:
-    seen not to wait for a new model (on the demo backtest, 8 of the 60 such customers whose
-    habitual date fell in the pull did wait, against 84 of 147 of the others)."""
+    seen not to wait for a new model. On the demo backtest, of the signers whose habitual date fell
+    in a launch's pull, 8 of these 60 waited for the launch, against 146 of the 286 others."""
     return _signed_before_launch(df, tau, ctx) & ~_signed_in_launch_month(df, tau, ctx)
 
 
