@@ -138,7 +138,6 @@ PHRASES: dict[str, Callable[[pd.DataFrame, np.ndarray], pd.Series]] = {
     # covariates split by what is known of the customer speak with one voice
     "end_with_history": _end, "end_consistent_habit": _end, "habit_consistent": _habit,
     "allowance_heavy_user": _allowance, "launch_pull": _launch, "launch_pull_launch_signer": _launch,
-    "launch_pull_launch_ignorer": _launch,
 }
 
 
