@@ -656,6 +656,24 @@ def test_boost_bags_average_the_step_hazards_of_ensembles_on_their_own_samples(t
     np.testing.assert_array_equal(again.predict(now).step_signed, both.predict(now).step_signed)
 
 
+def test_boost_bags_only_a_panel_of_at_most_bag_rows_and_a_refit_keeps_its_start_s_count(
+        training: Training) -> None:
+    lm = training.lm
+    total = int(DiscreteHazard(12, 2).outcome_steps(lm)[1].sum())
+    spec = BoostedHazard(trees=20, bags=3, bag_rows=total, early_stopping=0)
+    assert spec.bags_for(lm) == 3 and replace(spec, bag_rows=total - 1).bags_for(lm) == 1
+    large = replace(spec, bag_rows=total - 1)
+    one = large.fit(lm)
+    assert one.rounds == (20,) and len(one.model_texts) == 1
+    assert one.model_texts == replace(spec, bags=1).fit(lm).model_texts  # the first bag's ensemble
+    three = spec.fit(lm)
+    assert len(three.model_texts) == 3 and three.rounds == (20, 20, 20)
+    # the refit on every origin keeps the holdout fit's count, whatever the larger panel would get
+    assert len(large.fit(lm, start=three).model_texts) == 3
+    assert len(spec.fit(lm, start=one).model_texts) == 1
+    assert BoostedHazardResult.from_tables(one.to_tables()).spec.bag_rows == total - 1
+
+
 def test_a_boosted_model_from_another_panel_is_refused(fitted: dict) -> None:
     tables = fitted["boost"].to_tables()
     assert tables["meta"]["inputs"] == list(INPUTS)
