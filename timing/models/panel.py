@@ -199,10 +199,15 @@ BATTERY_LABELS = ("battery health 90%+ or no battery", "battery health below 80%
                   "battery health 82-85%", "battery health 85-90%")
 
 
+def battery_at(soh: np.ndarray, slope_per_year: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Battery health projected ``tau`` days ahead along its slope (clipped to -20..+5 points a year;
+    flat where the slope is unknown); NaN where there is no battery reading."""
+    return soh + np.nan_to_num(np.clip(slope_per_year, -20, 5)) * tau / 365.25
+
+
 def _battery(df: pd.DataFrame, tau: np.ndarray, ctx: dict) -> np.ndarray:
     soh = _col(df, "battery_soh")
-    slope = np.nan_to_num(_col(df, "battery_slope_per_year").clip(-20, 5))
-    projected = soh + slope * tau / 365.25
+    projected = battery_at(soh, _col(df, "battery_slope_per_year"), tau)
     codes = _cut(projected, [80, 82, 85, 90]) + 1  # 1: <80 ... 5: >=90
     return np.where(np.isnan(soh) | (codes == 5), 0, codes).astype(np.int16)
 
