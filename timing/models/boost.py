@@ -6,11 +6,11 @@ outcome is predicted by a multiclass LightGBM model instead of a multinomial
 logit on binned covariates. The trees see the binned covariate codes *and*
 the continuous projections behind them (days to the scheduled end, to the
 habitual signing date, to the allowance crossing, since the last critical
-fault, the battery's health at the step, the spread of past signings), so they can find interactions an
-additive logit misses: on the demo backtest the habit-driven signings of
-customers with an irregular history are placed much more sharply (mass
-within 30 days of the signing 0.44 -> 0.65), and capture at fixed capacity
-rises (``docs/backtest.md``).
+fault, the battery's health at the step, the spread of past signings), so
+they can find interactions an additive logit misses: on the demo backtest
+the habit-driven signings of customers with an irregular history are placed
+much more sharply (mass within 30 days of the signing 0.44 -> 0.65), and
+capture at fixed capacity rises (``docs/backtest.md``).
 
 Notes
 -----
@@ -294,7 +294,7 @@ class BoostedHazardResult(ModelResult):
                              min_rows_in_leaf=int(meta["min_rows_in_leaf"]), max_rows=int(meta["max_rows"]),
                              event_oversampling=float(meta.get("event_oversampling", 4.0)),
                              early_stopping=int(meta["early_stopping"]), bags=int(meta["bags"]),
-                             bag_rows=int(meta.get("bag_rows", BoostedHazard.bag_rows)), seed=int(meta["seed"]))
+                             bag_rows=int(meta["bag_rows"]), seed=int(meta["seed"]))
         texts, rounds = tables["trees"]["lightgbm_text_models"], meta["rounds"]
         return cls(spec, tuple(str(t) for t in texts), int(meta["n_rows"]), int(meta["n_events"]),
                    int(meta["n_lost"]), tuple(int(r) for r in rounds))
