@@ -1143,7 +1143,8 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--customers", type=int, nargs="+", help="customers in the export (instead of --contracts)")
     parser.add_argument("--readings-every-days", type=int, default=7, dest="every")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--lookback-months", type=int, default=36)
+    parser.add_argument("--lookback-months", type=int, default=None,
+                        help="monthly training origins (default: the fit settings' default)")
     parser.add_argument("--max-contracts-per-origin", type=int, default=None,
                         help="contracts sampled per training origin (default: the fit settings' default; 0 = all)")
     parser.add_argument("--families", nargs="+", default=None,
@@ -1164,6 +1165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from timing.config import FitSettings
 
+    if args.lookback_months is None:
+        args.lookback_months = FitSettings().lookback_months
     if args.max_contracts_per_origin is None:
         args.max_contracts_per_origin = FitSettings().max_contracts_per_origin
     if args.families is None:
