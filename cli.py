@@ -7,6 +7,7 @@ package's foreseeable errors into a one-line message and exit code 1.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from timing import errors
+from timing import errors, runtime
+from timing import progress as prog
 from timing.config import Settings, load_settings
 from timing.store import default_store_path
 
@@ -72,8 +74,6 @@ def echo(msg: str) -> None:
     click.echo(msg)
 
 
-def progress(msg: str) -> None:
-    click.echo(f"  .. {msg}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,10 +89,13 @@ def progress(msg: str) -> None:
     default=None,
     help="TOML settings (default timing.toml when present).",
 )
+@click.option("--threads", type=click.IntRange(min=1), default=None, envvar=runtime.ENV, show_envvar=True,
+              help="Threads for DuckDB, LightGBM and BLAS together [default: the cores this process may use].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.version_option(package_name="timing")
 @click.pass_context
 @boundary
-def main(ctx: click.Context, store: Path | None, config: Path | None) -> None:
+def main(ctx: click.Context, store: Path | None, config: Path | None, threads: int | None, quiet: bool) -> None:
     """When will each leasing customer sign their next contract?
 
     Ingest an export, fit survival models, score open contracts, plan
@@ -103,8 +106,16 @@ def main(ctx: click.Context, store: Path | None, config: Path | None) -> None:
         timing demo-data demo-out --customers 2000 --seed 1
 
         timing --store data/timing.duckdb ingest demo-out
+
+    Progress goes to stderr (bars on a terminal, lines in a log; none with
+    --quiet). TIMING_THREADS or --threads caps the threads of DuckDB, LightGBM
+    and BLAS together.
     """
     ctx.obj = Ctx(store or default_store_path(), load_settings(config))
+    runtime.set_threads(threads)
+    shown = prog.for_terminal(quiet)
+    ctx.with_resource(prog.reporting(shown))
+    ctx.call_on_close(getattr(shown, "close", lambda: None))
 
 
 @main.command("demo-data")
@@ -135,7 +146,7 @@ def demo_data(
         dirty=dirty,
         fmt=fmt,  # type: ignore[arg-type]
         readings_every_days=readings_every_days,
-        progress=progress,
+        progress=prog.current(),
     )
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     echo(f"export written to {summary.out}: {rows}")
@@ -159,7 +170,7 @@ def ingest(obj: Ctx, export_dir: Path, as_of: date | None) -> None:
     """
     from timing.ingest import ingest as run_ingest
 
-    report = run_ingest(export_dir, obj.store, as_of=as_of, progress=progress)
+    report = run_ingest(export_dir, obj.store, as_of=as_of, progress=prog.current())
     echo(report.summary())
 
 
@@ -185,7 +196,7 @@ def fit(obj: Ctx, as_of: date | None, truth: Path | None, model_root: Path) -> N
     """
     from timing.fitting import fit_models
 
-    report = fit_models(obj.store, as_of, obj.settings.fit, model_root, truth, progress=progress)
+    report = fit_models(obj.store, as_of, obj.settings.fit, model_root, truth, progress=prog.current())
     echo(report.summary())
 
 
@@ -228,12 +239,12 @@ def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out
             raise click.UsageError("--engine spark needs --export DIR (a Parquet export)")
         folder, expected = (model_dir, None) if model_dir else latest_model(obj.store)
         result = run_spark(export_dir, out_dir / "spark", folder, as_of, spark_master or None, months,
-                           expected_manifest_sha256=expected, progress=progress)
+                           expected_manifest_sha256=expected, progress=prog.current())
         echo(result.summary())
         return
     from timing.scoring import score as run_score
 
-    report = run_score(obj.store, as_of, months, model_dir, out_dir, progress=progress)
+    report = run_score(obj.store, as_of, months, model_dir, out_dir, progress=prog.current())
     echo(report.summary())
 
 
@@ -266,10 +277,10 @@ def schedule(obj: Ctx, as_of: date | None, horizon_days: int | None, capacity_pe
 
     from timing.schedule.job import run_schedule
 
-    overrides = {k: v for k, v in {"horizon_days": horizon_days, "capacity_per_week": capacity_per_week,
+    overrides: dict[str, Any] = {k: v for k, v in {"horizon_days": horizon_days, "capacity_per_week": capacity_per_week,
                                    "window_days": window_days, "solver": solver}.items() if v is not None}
     cfg = dataclasses.replace(obj.settings.schedule, **overrides)
-    plan = run_schedule(obj.store, cfg, as_of, out, progress=progress)
+    plan = run_schedule(obj.store, cfg, as_of, out, progress=prog.current())
     echo(plan.summary())
     if out is not None:
         echo(f"  windows written to {out}")
@@ -306,7 +317,8 @@ def due(obj: Ctx, as_of: date | None, within: int, branch: str | None, region: s
     from timing.outputs.due import due_list, format_due
 
     df = due_list(obj.store, as_of, within, branch, region, channel, min_priority)
-    click.echo(format_due(df, fmt, color=fmt == "table" and click.get_text_stream("stdout").isatty()))
+    tty = sys.stdout.isatty()
+    click.echo(format_due(df, fmt, color=fmt == "table" and tty))
 
 
 @main.group()
@@ -352,7 +364,7 @@ def report(obj: Ctx, month: str | None, out_root: Path) -> None:
     """
     from timing.report import build_report
 
-    result = build_report(obj.store, month, out_root, obj.settings, progress=progress)
+    result = build_report(obj.store, month, out_root, obj.settings, progress=prog.current())
     echo(result.summary())
 
 
@@ -393,10 +405,10 @@ def backtest(obj: Ctx, origins: str | None, horizon_days: int | None, capacity_p
         cfg = dataclasses.replace(cfg, horizon_days=horizon_days)
     cutoffs = parse_origins(origins) if origins else default_origins(obj.store)
     result = run_backtest(obj.store, cutoffs, obj.settings.fit, cfg, capacity_per_week, truth, workers,
-                          progress=progress, out_dir=out_dir)
+                          progress=prog.current(), out_dir=out_dir)
     echo(result.summary())
     if simulate:
-        echo(simulate_strategies(result, cfg, workers=workers, progress=progress).summary())
+        echo(simulate_strategies(result, cfg, workers=workers, progress=prog.current()).summary())
 
 
 @main.command()
@@ -413,7 +425,7 @@ def run(obj: Ctx, export_dir: Path | None) -> None:
     """
     from timing.pipeline import run_pipeline
 
-    result = run_pipeline(export_dir or _demo_export(), obj.store, obj.settings, progress=progress)
+    result = run_pipeline(export_dir or _demo_export(), obj.store, obj.settings, progress=prog.current())
     echo(result.summary())
 
 

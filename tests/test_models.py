@@ -919,3 +919,33 @@ def test_a_reformatted_manifest_is_refused(registered_copy: tuple[Path, SavedMod
         load_model(saved.path, saved.manifest_sha256)
     with pytest.raises(ModelError):
         score(store, out_dir=store.parent / "out")
+
+
+def test_boost_fits_the_same_trees_whatever_the_thread_budget_and_counts_them(training: Training) -> None:
+    """The thread budget changes the speed, never the model; every tree grown is reported as progress."""
+    from timing import progress, runtime
+
+    spec = BoostedHazard(trees=30, bags=1, early_stopping=0, max_rows=50_000)
+    seen: list[float] = []
+
+    class Counting(progress.Progress):
+        def _start(self, description: str, total: float | None) -> progress.Task:
+            task = progress.Task(description, total)
+            original = task.finish
+            task.finish = lambda: (seen.append(task.completed), original())  # type: ignore[method-assign]
+            return task
+
+    texts = []
+    try:
+        for n in (1, 2):
+            runtime.set_threads(n)
+            with progress.reporting(Counting()):
+                texts.append(spec.fit(training.lm).model_texts)
+    finally:
+        runtime.set_threads(None)
+
+    def trees(text: str) -> str:
+        return text.split("end of trees")[0]
+
+    assert [trees(t) for t in texts[0]] == [trees(t) for t in texts[1]]
+    assert seen == [30, 30]

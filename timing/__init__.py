@@ -6,4 +6,8 @@ features (as of a date) -> models -> scores -> schedule -> outputs.
 
 from __future__ import annotations
 
+from timing import runtime as _runtime
+
 __version__ = "0.1.0"
+
+_runtime.prepare_environment()  # before any OpenMP runtime loads

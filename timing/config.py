@@ -270,7 +270,7 @@ def settings_from_dict(raw: dict[str, Any]) -> Settings:
     for name, value in raw.items():
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table")
-        default = sections[name].default_factory()  # type: ignore[misc]
+        default = sections[name].default_factory()  # type: ignore[misc,operator]
         built[name] = _build(type(default), value, name)
     return Settings(**built)
 

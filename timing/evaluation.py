@@ -65,8 +65,7 @@ def censoring_survival(obs: Observed) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _G(times: np.ndarray, G: np.ndarray, at: np.ndarray, left: bool) -> np.ndarray:
-    side = "left" if left else "right"
-    idx = np.searchsorted(times, at, side=side) - 1
+    idx = np.searchsorted(times, at, side="left" if left else "right") - 1
     return np.where(idx >= 0, G[np.clip(idx, 0, None)], 1.0)
 
 

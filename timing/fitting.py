@@ -44,6 +44,7 @@ from timing.models.landmarks import (
     renumbered,
 )
 from timing.models.panel import MONTH_DAYS
+from timing.progress import Progress, current, reporting
 from timing.store import writing
 
 DEFAULT_MODEL_ROOT = Path("data/models")
@@ -116,16 +117,21 @@ def fit_at(
     T: date,
     cfg: FitSettings,
     truth: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> Fitted:
     """Fit on the views in ``source`` (as of ``T``): holdout comparison, then the chosen family on all.
 
     Pure with respect to the store: nothing is written. Backtests call it at
     each origin with the views of that origin.
     """
+    with reporting(progress):
+        return _fit_at(con, source, T, cfg, truth)
+
+
+def _fit_at(con: Any, source: str, T: date, cfg: FitSettings, truth: Path | None) -> Fitted:
     import time
 
-    say = progress or (lambda _m: None)
+    say = current()
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     origins = monthly_origins(T, cfg.lookback_months)
@@ -156,9 +162,9 @@ def fit_at(
     base_fc = predict_probabilities(baseline_h, eval_h.features)
     rows, fitted, results = [], {}, {}
     for family in (*cfg.families, BASELINE):
-        say(f"holdout: fitting {family}")
-        res = baseline_h if family == BASELINE else make_spec(cfg, family).fit(train_h)
-        fc = predict_probabilities(res.predicting(horizon_h), eval_h.features)  # judged over horizon_h months
+        with say.task(f"holdout: fitting {family}"):
+            res = baseline_h if family == BASELINE else make_spec(cfg, family).fit(train_h)
+            fc = predict_probabilities(res.predicting(horizon_h), eval_h.features)  # over horizon_h months
         fitted[family], results[family] = fc, res
         rows.append({"family": family, **evaluate(fc, base_fc, obs_h, horizon_h)})
     holdout = pd.DataFrame(rows)
@@ -168,10 +174,10 @@ def fit_at(
     stages["holdout"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    say(f"refitting {chosen} on all {len(origins)} origins")
-    train = landmarks(feats, outcomes_T, T, cfg.months)
-    # from the holdout fit where the family can use it (the discrete model's Newton: same optimum, fewer steps)
-    final: ModelResult = make_spec(cfg, chosen).fit(train, start=results[chosen])
+    with say.task(f"refitting {chosen} on all {len(origins)} origins"):
+        train = landmarks(feats, outcomes_T, T, cfg.months)
+        # from the holdout fit where the family can use it (the discrete model's Newton: same optimum, fewer steps)
+        final: ModelResult = make_spec(cfg, chosen).fit(train, start=results[chosen])
     stages["fit"] = time.perf_counter() - t2
 
     truth_metrics = None
@@ -211,7 +217,7 @@ def fit_models(
     settings: FitSettings | None = None,
     model_root: Path = DEFAULT_MODEL_ROOT,
     truth: Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> FitReport:
     """Fit on what the store knew on ``as_of``, save the chosen model and register it."""
     cfg = settings or FitSettings()

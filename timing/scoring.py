@@ -211,6 +211,7 @@ def score(
 ) -> ScoreReport:
     """Score every contract open on ``as_of`` with the latest (or the given) model."""
     say = progress or (lambda _m: None)
+    expected: str | None
     if model_dir is None:
         folder, expected = latest_model(store)
     else:

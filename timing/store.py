@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from timing import runtime
 from timing.schema import TABLES
 
 DEFAULT_STORE = Path("data/timing.duckdb")
@@ -42,9 +43,11 @@ def default_store_path() -> Path:
 
 
 def configure(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Session settings every connection uses: UTC, quiet progress bar."""
+    """Session settings every connection uses: UTC, quiet progress bar, the thread budget
+    (:func:`timing.runtime.threads`)."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET threads = {runtime.threads()}")
     return con
 
 

@@ -97,7 +97,7 @@ def _micros(values: object) -> np.ndarray:
     """Timestamps or dates (naive, UTC) as integer microseconds since the epoch."""
     if isinstance(values, np.ndarray) and values.dtype.kind == "M":
         return np.ma.getdata(values).astype("datetime64[us]").astype(np.int64)
-    t = pd.to_datetime(values if isinstance(values, pd.Series) else pd.Series(np.ma.getdata(values)))
+    t = pd.to_datetime(values if isinstance(values, pd.Series) else pd.Series(np.ma.getdata(np.asarray(values))))
     if getattr(t.dt, "tz", None) is not None:
         t = t.dt.tz_convert("UTC").dt.tz_localize(None)
     return t.to_numpy("datetime64[us]").astype(np.int64)

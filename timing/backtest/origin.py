@@ -38,7 +38,7 @@ from timing.backtest.metrics import decision_rows, forecast_rows, frame, row, vo
 from timing.config import FitSettings, ScheduleSettings
 from timing.features import features_at
 from timing.fitting import fit_at, make_spec
-from timing.models import BASELINE, ModelResult, MonthlyForecast, boost
+from timing.models import BASELINE, ModelResult, MonthlyForecast
 from timing.models.landmarks import landmarks, monthly_origins, outcomes_with_ends
 from timing.models.panel import MONTH_DAYS
 from timing.schedule import default_capacity, plan_windows, start_days
@@ -87,13 +87,10 @@ def km_baseline(con: duckdb.DuckDBPyConnection, source: str, T: date, cfg: FitSe
     return make_spec(cfg, BASELINE).fit(rows)
 
 
-def model_at(store: Path, T: date, fit: FitSettings, threads: int | None = None) -> OriginModel:
+def model_at(store: Path, T: date, fit: FitSettings) -> OriginModel:
     """Fit on what the store knew on ``T``, score the contracts open on T and read their contact facts."""
     t0 = time.perf_counter()
     with open_snapshot(store, T) as snap:
-        if threads:
-            snap.con.execute(f"SET threads = {int(threads)}")
-            boost.set_threads(threads)
         fitted = fit_at(snap.con, snap.schema, T, fit)
         features = features_at(snap.con, snap.schema, T)
         facts = contact_facts(snap.con, snap.schema, T)
@@ -198,6 +195,6 @@ def evaluate_origin(m: OriginModel, hindsight: Hindsight, cfg: ScheduleSettings,
 
 
 def run_origin(store: Path, T: date, fit: FitSettings, cfg: ScheduleSettings, capacity_per_week: int | None,
-               hindsight: Hindsight, threads: int | None = None) -> OriginRun:
+               hindsight: Hindsight) -> OriginRun:
     """Everything for one origin; a top-level function so that worker processes can run it."""
-    return evaluate_origin(model_at(store, T, fit, threads), hindsight, cfg, capacity_per_week)
+    return evaluate_origin(model_at(store, T, fit), hindsight, cfg, capacity_per_week)

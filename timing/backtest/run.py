@@ -22,7 +22,6 @@ The table (``RESULT_COLUMNS``), one row per measurement:
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from timing import runtime
 from timing.backtest.hindsight import Hindsight, read_hindsight
 from timing.backtest.metrics import COLUMNS
 from timing.backtest.origin import OriginRun, run_origin
@@ -216,8 +216,7 @@ def run_backtest(
     t0 = time.perf_counter()
     hindsight = read_hindsight(Path(store), truth)
     cutoffs = check_origins(origins, hindsight)
-    n = max(1, min(workers, len(cutoffs)))
-    threads = max(1, (os.cpu_count() or 1) // n)
+    n, threads = runtime.split(min(workers, len(cutoffs)))
     say(f"backtest on {len(cutoffs)} origins ({', '.join(map(str, cutoffs))}) with {n} worker(s)")
     runs = list(each_origin(Path(store), cutoffs, fit, schedule, capacity_per_week, hindsight, n, threads, say))
     table = results_table(runs)
@@ -253,7 +252,8 @@ def each_origin(store: Path, cutoffs: list[date], fit: FitSettings, schedule: Sc
             yield done(run_origin(store, T, fit, schedule, capacity, hindsight))
         return
     # spawn: DuckDB and BLAS threads do not survive a fork safely
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_origin, store, T, fit, schedule, capacity, hindsight, threads) for T in cutoffs]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=runtime.worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(run_origin, store, T, fit, schedule, capacity, hindsight) for T in cutoffs]
         for f in as_completed(futures):
             yield done(f.result())

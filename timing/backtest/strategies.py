@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from timing import runtime
 from timing.backtest.metrics import signed_in_window
 from timing.backtest.origin import OriginRun, policy_starts
 from timing.backtest.run import BacktestResult
@@ -151,7 +152,9 @@ def simulate_strategies(
     if workers <= 1 or len(runs) <= 1:
         frames = [simulate_origin(r, strategies, schedule) for r in runs]
     else:
-        with ProcessPoolExecutor(min(workers, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        n, threads = runtime.split(min(workers, len(runs)))
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=runtime.worker_init, initargs=(threads,)) as pool:
             frames = list(pool.map(simulate_origin, runs, [strategies] * len(runs), [schedule] * len(runs)))
     table = pd.concat(frames, ignore_index=True)
     return StrategyResult(table, time.perf_counter() - t0)

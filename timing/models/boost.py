@@ -7,10 +7,8 @@ logit on binned covariates. The trees see the binned covariate codes *and*
 the continuous projections behind them (days to the scheduled end, to the
 habitual signing date, to the allowance crossing, since the last critical
 fault, the battery's health at the step, the spread of past signings), so
-they can find interactions an additive logit misses: on the demo backtest
-the habit-driven signings of customers with an irregular history are placed
-much more sharply (mass within 30 days of the signing 0.44 -> 0.65), and
-capture at fixed capacity rises (``docs/backtest.md``).
+they can find interactions an additive logit misses (for instance the habit
+of a customer whose past signings were irregular).
 
 Notes
 -----
@@ -20,18 +18,18 @@ Notes
   aside (:meth:`BoostedHazard.fit`), and kept for the refit on every origin. The temporal
   holdout is not used for it: it judges the fit and sets the width of the volume interval.
 - On a small panel (at most ``bag_rows`` contract-step rows), ``bags`` ensembles, each on its own
-  sample and its own fifth set aside, are averaged: one fit's seed moves its plan most there, and
-  three fits are cheap. A larger panel gets one ensemble, which gains more from more rows than from
-  more ensembles and costs a third to fit and to predict (:meth:`BoostedHazard.bags_for`).
+  sample and its own fifth set aside, are averaged: the seed of a single fit moves its forecast
+  most where events are few. A larger panel gets one ensemble, which gains more from more rows
+  than from more ensembles (:meth:`BoostedHazard.bags_for`).
 - Training is capped at ``max_rows`` contract-step rows: beyond it, a
   weighted case-control sample (:meth:`BoostedHazard.training_rows`) keeps
   signing and loss rows at ``event_oversampling`` times the rate of the
-  event-free ones, each row weighted by the inverse of its rate. The cost of a
-  fit stays flat at any portfolio size. At 100k contracts (9.5M panel rows,
-  166k events) 500k rows fit in 8 s with the holdout IBS and concordance of
-  the 1.5M-row whole-contract subset used before (0.0245, 0.949), which took
-  18 s (150 trees at rate 0.1; now up to 300 at 0.05, stopping early: 22 s,
-  holdout IBS 0.0242).
+  event-free ones, each row weighted by the inverse of its rate, so the
+  weighted loss estimates the whole panel's and the cost of a fit stays flat
+  at any portfolio size.
+- Threads: each fit and prediction takes the cores other processes leave idle
+  when it starts, within the budget (:func:`timing.runtime.threads_now`);
+  the trees are the same whatever the number.
 - The fitted model is saved as LightGBM's own text format inside the
   model folder's JSON (parsed on load, never executed) and checked by the
   folder's manifest like every other family.
@@ -54,10 +52,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from timing import runtime
 from timing.models.base import ModelResult, MonthlyForecast, StepGrid
 from timing.models.discrete import DiscreteHazard
 from timing.models.landmarks import LOST, SIGNED, Landmarks
 from timing.models.panel import COVARIATES, battery_at, panel_chunks
+from timing.progress import Task, current
 
 #: Feature columns read besides the covariates' codes (projected to each step by :func:`_design`).
 RAW_COLUMNS = ("as_of", "days_to_end", "habit_offset_days", "habit_offset_sd", "last_offset_days",
@@ -68,15 +68,6 @@ INPUTS = tuple(c.name for c in COVARIATES) + (
     "day", "days_to_end_at_step", "days_from_habit", "habit_spread_days", "days_from_last_offset",
     "days_from_allowance", "days_since_critical_at_step", "usage_ratio_value", "renewals_count", "lost_count",
     "battery_soh_at_step", "day_of_year")
-
-#: Worker threads of LightGBM (0: OpenMP's default); backtest workers set it to their share of the cores.
-THREADS = 0
-
-
-def set_threads(n: int) -> None:
-    global THREADS
-    THREADS = int(n)
-
 
 def _raw(features: pd.DataFrame) -> dict[str, np.ndarray]:
     out = {c: features[c].to_numpy(dtype=float, na_value=np.nan) for c in RAW_COLUMNS if c != "as_of"}
@@ -109,19 +100,14 @@ class BoostedHazard(StepGrid):
     learning_rate: float = 0.05
     early_stopping: int = 40
     #: Ensembles fitted on their own samples (seeds ``seed``, ``seed + 1``, ...) and averaged, on
-    #: panels of at most ``bag_rows`` rows (one ensemble beyond). On the demo (1.5M panel rows, 27k
-    #: events) three gave a holdout IBS of 0.0255 against 0.0259-0.0263 for one (seeds 0-2), at the
-    #: same capture; on a 100k-contract benchmark portfolio (9.5M rows, 166k events) 0.0240 against
-    #: 0.0242, at three times the fit (65 s against 22 s) and the prediction (6.8 s against 2.7 s),
-    #: where one ensemble on twice the rows reached 0.0239 in 42 s.
+    #: panels of at most ``bag_rows`` rows (one ensemble beyond).
     bags: int = 3
     bag_rows: int = 3_000_000
     leaves: int = 31
     min_rows_in_leaf: int = 200
+    #: Contract-step rows one ensemble trains on (a weighted case-control sample beyond it).
     max_rows: int = 500_000
-    #: Event rows are sampled at this many times the rate of event-free rows beyond ``max_rows``:
-    #: at 100k contracts, 4 gave the holdout IBS of the whole panel's 1.5M-row subset (0.0245 vs
-    #: 0.0250 for a uniform sample), at +3% bias in the 6-month signing share (uniform: +1%).
+    #: Event rows are sampled at this many times the rate of event-free rows beyond ``max_rows``.
     event_oversampling: float = 4.0
     seed: int = 0
     name: str = "boost"
@@ -130,7 +116,7 @@ class BoostedHazard(StepGrid):
         return {"objective": "multiclass", "num_class": 3, "learning_rate": self.learning_rate,
                 "num_leaves": self.leaves, "min_data_in_leaf": self.min_rows_in_leaf, "lambda_l2": 1.0,
                 "feature_fraction": 0.9, "seed": self.seed, "deterministic": True, "force_row_wise": True,
-                "num_threads": THREADS, "verbose": -1}
+                "num_threads": runtime.threads_now(), "verbose": -1}
 
     def sampling_rates(self, lm: Landmarks) -> tuple[float, float]:
         """The shares of ``lm``'s panel rows kept for training: of event rows (signed or lost) and of
@@ -189,18 +175,23 @@ class BoostedHazard(StepGrid):
         """
         texts, rounds, sizes = [], [], []
         given_rounds = start.rounds if isinstance(start, BoostedHazardResult) else ()
-        for b in range(len(given_rounds) or self.bags_for(lm)):
+        bags = len(given_rounds) or self.bags_for(lm)
+        for b in range(bags):
             given = given_rounds[b] if given_rounds else None
-            text, kept, y = replace(self, seed=self.seed + b)._fit_one(lm, given)
+            with current().task(f"boosted trees, ensemble {b + 1} of {bags}", total=given or self.trees) as task:
+                text, kept, y = replace(self, seed=self.seed + b)._fit_one(lm, given, task)
             texts.append(text)
             rounds.append(kept)
             sizes.append((len(y), int((y == SIGNED).sum()), int((y == LOST).sum())))
         n_rows, n_events, n_lost = (int(v) for v in np.sum(sizes, axis=0))
         return BoostedHazardResult(self, tuple(texts), n_rows, n_events, n_lost, tuple(rounds))
 
-    def _fit_one(self, lm: Landmarks, rounds: int | None) -> tuple[str, int, np.ndarray]:
-        """One ensemble on this spec's sample: (LightGBM text model, boosting rounds kept, outcome codes)."""
+    def _fit_one(self, lm: Landmarks, rounds: int | None, task: Task | None = None) -> tuple[str, int, np.ndarray]:
+        """One ensemble on this spec's sample: (LightGBM text model, boosting rounds kept, outcome codes).
+        ``task`` counts the trees grown."""
         import lightgbm as lgb
+
+        counting = [lambda _env: task.advance()] if task is not None else []
 
         aside = np.zeros(len(lm), bool)
         if rounds is None and self.early_stopping:
@@ -210,13 +201,14 @@ class BoostedHazard(StepGrid):
             X, y, w = self.training_rows(lm)
             kept = min(rounds or self.trees, self.trees)
             data = lgb.Dataset(X, y, weight=w, feature_name=list(INPUTS), free_raw_data=True)
-            return lgb.train(self.params(), data, num_boost_round=kept).model_to_string(), kept, y
+            booster = lgb.train(self.params(), data, num_boost_round=kept, callbacks=counting)
+            return booster.model_to_string(), kept, y
         X, y, w = self.training_rows(lm.subset(~aside))
         Xv, yv, wv = self.training_rows(lm.subset(aside))
         data = lgb.Dataset(X, y, weight=w, feature_name=list(INPUTS), free_raw_data=True)
         held = lgb.Dataset(Xv, yv, weight=wv, reference=data, free_raw_data=True)
         booster = lgb.train(self.params(), data, num_boost_round=self.trees, valid_sets=[held],
-                            callbacks=[lgb.early_stopping(self.early_stopping, verbose=False)])
+                            callbacks=[*counting, lgb.early_stopping(self.early_stopping, verbose=False)])
         kept = max(int(booster.best_iteration), 1)
         return booster.model_to_string(num_iteration=kept), kept, y
 
@@ -254,10 +246,11 @@ class BoostedHazardResult(ModelResult):
         raw = _raw(features) if n else {}
         drivers = np.zeros((n, steps, len(COVARIATES)))
         weight = _salience_weights()
+        threads = runtime.threads_now() if n else 1
         for pos, k, codes in panel_chunks(features, np.full(n, steps), self.spec.step_days,
                                           self.spec.launch_months):
             X = _design(raw, pos, (k - 0.5) * self.spec.step_days, codes)
-            P = sum(b.predict(X, num_threads=THREADS) for b in self.boosters()) / len(self.boosters())
+            P = sum(b.predict(X, num_threads=threads) for b in self.boosters()) / len(self.boosters())
             h_s[pos, k - 1], h_l[pos, k - 1] = P[:, SIGNED], P[:, LOST]
             drivers[pos, k - 1] = (codes.T != 0) * weight
         return MonthlyForecast.from_hazards(features["contract_id"].to_numpy(), h_s, h_l, drivers=drivers,

@@ -29,9 +29,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from timing import runtime
 from timing.asof import create_views
 from timing.features import features_at, measure_usage, pairs_sql
 from timing.models.panel import MONTH_DAYS
+from timing.progress import Progress, as_progress
 from timing.schema import SUCCESSOR_GRACE_DAYS, TABLES
 
 NONE, SIGNED, LOST = 0, 1, 2
@@ -128,7 +130,7 @@ def origin_features(
     origins: list[date],
     max_contracts_per_origin: int | None = None,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Features of the contracts open at each origin, from as-of views over ``source``.
 
@@ -141,12 +143,12 @@ def origin_features(
     once (:func:`timing.features.measure_usage`, each pair's windows ending with
     its origin's day); then each origin's feature statement over those measures.
     """
-    say = progress or (lambda _m: None)
+    say = as_progress(progress)
     if len(origins) == 1:
         return _features_at_origin(con, source, origins[0], max_contracts_per_origin, seed)
     held = _hold(con, source)
     base = held or source
-    threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+    threads = runtime.threads()
     workers = max(1, min(ORIGIN_WORKERS, threads)) if held else 1
     run = f"_origins_{abs(hash((source, id(con)))) % 10**9}"
     schemas = {o: f"{run}_{o.strftime('%Y%m%d')}" for o in origins}
@@ -175,17 +177,22 @@ def origin_features(
         # two origins at a time where DuckDB may use two threads: one origin's statements keep 1.6 of
         # 2 cores busy (the view and outcome set-up run on one)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            pairs = pd.concat(list(pool.map(on_cursor(open_at), origins)), ignore_index=True)
-            say(f"readings of {len(pairs):,} contracts at {len(origins)} training origins")
-            # every origin's readings in one pass (the usage definition of timing.features)
-            usage = measure_usage(con, f"{base}.readings", pairs)
-            con.register(f"{run}_frame", usage)
-            con.execute(f"CREATE TABLE {run}.usage AS SELECT * FROM {run}_frame")
-            con.unregister(f"{run}_frame")
-            for i, frame in enumerate(pool.map(on_cursor(features_of), origins)):  # in the origins' order
-                frames.append(frame)
-                if (i + 1) % 6 == 0 or i + 1 == len(origins):
-                    say(f"features at {i + 1}/{len(origins)} training origins")
+            with say.task("open contracts at training origins", total=len(origins)) as t:
+                parts = []
+                for part in pool.map(on_cursor(open_at), origins):
+                    parts.append(part)
+                    t.advance()
+            pairs = pd.concat(parts, ignore_index=True)
+            with say.task(f"readings of {len(pairs):,} contracts at {len(origins)} training origins"):
+                # every origin's readings in one pass (the usage definition of timing.features)
+                usage = measure_usage(con, f"{base}.readings", pairs)
+                con.register(f"{run}_frame", usage)
+                con.execute(f"CREATE TABLE {run}.usage AS SELECT * FROM {run}_frame")
+                con.unregister(f"{run}_frame")
+            with say.task("features at training origins", total=len(origins)) as t:
+                for frame in pool.map(on_cursor(features_of), origins):  # in the origins' order
+                    frames.append(frame)
+                    t.advance()
     finally:
         for schema in [*schemas.values(), run, *([held] if held else [])]:
             con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -32,7 +32,7 @@ when only one offset is known).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +65,7 @@ class Binned:
         return len(self.labels)
 
 
-def _cut(values: np.ndarray, edges: list[float]) -> np.ndarray:
+def _cut(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Codes 0..len(edges) by right-open ``edges``."""
     return np.digitize(values, edges).astype(np.int16)
 

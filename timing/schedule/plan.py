@@ -268,7 +268,7 @@ def _customer_rule(cands: Candidates, cap: Capacity, blocks: list, upper: list) 
     rows = (y_customer[:, None] * W + span_start)[valid]
     cols = np.repeat(np.arange(ny), WEEKS_PER_90_DAYS).reshape(-1, WEEKS_PER_90_DAYS)[valid]
     spans = sp.csr_matrix((np.ones(len(rows)), (rows, m + cols)), shape=((y_customer.max() + 1) * W, m + ny))
-    return [*blocks, link, spans], [*upper, np.zeros(k), np.full(spans.shape[0], float(cap.per_customer_90d))], ny
+    return [*blocks, link, spans], [*upper, np.zeros(k), np.full(spans.shape[0], float(cap.per_customer_90d or 0))], ny
 
 
 def total_value(cands: Candidates, chosen: np.ndarray) -> float:
