@@ -15,10 +15,11 @@ from typing import Any, TypeVar
 
 import click
 
-from timing import errors, runtime
-from timing import progress as prog
 from timing.config import Settings, load_settings
-from timing.store import default_store_path
+from timing.core import errors, runtime
+from timing.core import progress as prog
+from timing.core.conventions import OUTREACH_CHANNELS
+from timing.store.db import default_store_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,7 +169,7 @@ def ingest(obj: Ctx, export_dir: Path, as_of: date | None) -> None:
 
         timing ingest data/demo
     """
-    from timing.ingest import ingest as run_ingest
+    from timing.ingest.load import ingest as run_ingest
 
     report = run_ingest(export_dir, obj.store, as_of=as_of, progress=prog.current())
     echo(report.summary())
@@ -194,7 +195,7 @@ def fit(obj: Ctx, as_of: date | None, truth: Path | None, model_root: Path) -> N
 
         timing fit --as-of 2026-10-31
     """
-    from timing.fitting import fit_models
+    from timing.fitting.fit import fit_models
 
     report = fit_models(obj.store, as_of, obj.settings.fit, model_root, truth, progress=prog.current())
     echo(report.summary())
@@ -233,7 +234,7 @@ def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out
     """
     if engine == "spark":
         from timing.engines.spark import run_spark
-        from timing.scoring import latest_model
+        from timing.fitting.registry import latest_model
 
         if export_dir is None:
             raise click.UsageError("--engine spark needs --export DIR (a Parquet export)")
@@ -242,7 +243,7 @@ def score(obj: Ctx, as_of: date | None, months: int, model_dir: Path | None, out
                            expected_manifest_sha256=expected, progress=prog.current())
         echo(result.summary())
         return
-    from timing.scoring import score as run_score
+    from timing.scores.scoring import score as run_score
 
     report = run_score(obj.store, as_of, months, model_dir, out_dir, progress=prog.current())
     echo(report.summary())
@@ -292,7 +293,7 @@ def schedule(obj: Ctx, as_of: date | None, horizon_days: int | None, capacity_pe
               help="Also list windows opening within this many days.")
 @click.option("--branch", default=None, help="Only this branch.")
 @click.option("--region", default=None, help="Only this region.")
-@click.option("--channel", type=click.Choice(["phone", "email", "sms", "letter", "account"]), default=None,
+@click.option("--channel", type=click.Choice(OUTREACH_CHANNELS), default=None,
               help="Only this channel.")
 @click.option("--min-priority", type=click.IntRange(1, 3), default=None,
               help="Only this priority or more urgent (1 is the most urgent).")

@@ -1,8 +1,8 @@
-"""Benchmark :func:`timing.ingest.ingest` on a large synthetic export.
+"""Benchmark :func:`timing.ingest.load.ingest` on a large synthetic export.
 
 Generates a deterministic (seeded) export with ``--rows`` readings rows
 (default 10,000,000) over ~100,000 vehicles, customers and contracts that
-satisfy the data contract (:mod:`timing.schema`), plus a small fraction
+satisfy the data contract (:mod:`timing.core.contract`), plus a small fraction
 (``--bad-fraction``, default 0.1 %) of bad rows so that every validation path
 runs: exact duplicates, an odometer lower than an earlier reading, a negative
 odometer and an unknown vehicle in ``readings``; a start before signing and an
@@ -81,7 +81,7 @@ FORMATS = ("csv", "parquet")
 TARGET_SECONDS = {"csv": 20.0, "parquet": 10.0}
 TARGET_RSS_MIB = 2048.0
 #: The code measured: uncommitted changes there are named with the results.
-INGEST_CODE = ("timing/ingest.py", "timing/schema.py", "timing/store.py", "timing/outcomes.py")
+INGEST_CODE = ("timing/ingest/load.py", "timing/core/contract.py", "timing/store/db.py", "timing/store/outcomes.py")
 TABLE_NAMES = ("customers", "vehicles", "contracts", "readings")
 
 DAY_S = 86_400
@@ -464,10 +464,10 @@ def worker(export_dir: Path, store: Path, profile: bool) -> None:
     are delimited by the ``progress`` messages of ``ingest()``. With
     ``profile``, ``replace_store`` is wrapped (in this process only) so that
     the store connection times each SQL statement and the end of the build
-    (history carry-over, checkpoint, swap) is marked; ``timing/ingest.py``
+    (history carry-over, checkpoint, swap) is marked; ``timing/ingest/load.py``
     itself is not changed.
     """
-    import timing.ingest as ti
+    import timing.ingest.load as ti
 
     rss = _RssMonitor()
     baseline = rss.reset("stage")
@@ -790,7 +790,7 @@ python benchmarks/ingest.py [--rows N] [--repeat R] [--keep] [--profile]
   than an earlier reading, negative odometer, unknown vehicle; a few bad
   contracts), written once as CSV (UTF-8, header, comma) and once as Parquet
   (zstd, typed columns) under `benchmarks/.cache/`.
-* Runs `timing.ingest.ingest(export_dir, store)` with full validation in a
+* Runs `timing.ingest.load.ingest(export_dir, store)` with full validation in a
   fresh Python process per run, R runs per format (default 3, formats
   alternating). *seconds* is the median wall time of the `ingest()` call
   (reading, validating, writing the store, checkpoint); *CPU s* is the user +

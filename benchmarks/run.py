@@ -383,24 +383,24 @@ TARGET_EXPONENT = 1.0
 #: Wrapped library functions: finer steps inside the stages (benchmark process only).
 MARKS: dict[str, list[tuple[str, str]]] = {
     "fit": [
-        ("timing.fitting:outcomes_with_ends", "outcomes, views, fingerprint"),
-        ("timing.fitting:landmarks", "labels (landmarks)"),
+        ("timing.fitting.fit:outcomes_with_ends", "outcomes, views, fingerprint"),
+        ("timing.fitting.fit:landmarks", "labels (landmarks)"),
         ("timing.models.discrete:DiscreteHazard.panel", "discrete: panel (expand + encode)"),
         ("timing.models.discrete:collapse", "discrete: collapse"),
         ("timing.models.discrete:fit_multinomial", "discrete: L-BFGS + Newton"),
         ("timing.models.discrete:DiscreteHazardResult.predict", "discrete: predict"),
         ("timing.models.cox:CoxHazard.fit", "cox: lifelines fits"),
         ("timing.models.cox:CoxHazardResult.predict", "cox: predict"),
-        ("timing.fitting:evaluate", "holdout metrics"),
-        ("timing.fitting:save_model", "save model"),
+        ("timing.fitting.fit:evaluate", "holdout metrics"),
+        ("timing.fitting.fit:save_model", "save model"),
     ],
     "score": [
-        ("timing.scoring:load_model", "load model"),
-        ("timing.scoring:features_at", "features at the as-of (SQL + usage)"),
+        ("timing.scores.scoring:load_model", "load model"),
+        ("timing.scores.scoring:features_at", "features at the as-of (SQL + usage)"),
         ("timing.models.discrete:DiscreteHazardResult.predict", "predict"),
-        ("timing.scoring:explain", "reasons"),
-        ("timing.scoring:save_scores", "save scores to the store"),
-        ("timing.scoring:write_parquet_atomic", "write scores Parquet"),
+        ("timing.scores.scoring:explain", "reasons"),
+        ("timing.scores.scoring:save_scores", "save scores to the store"),
+        ("timing.core.files:write_parquet_atomic", "write scores Parquet"),
     ],
     "schedule": [
         ("timing.schedule.job:contact_facts", "contact facts (SQL)"),
@@ -413,7 +413,7 @@ MARKS: dict[str, list[tuple[str, str]]] = {
         ("timing.schedule:solve_greedy", "solve (greedy)"),
         ("timing.schedule:solve_exact", "solve (exact, HiGHS)"),
         ("timing.schedule.job:save_plan", "save plan to the store"),
-        ("timing.schedule.job:write_csv_atomic", "write plan CSV"),
+        ("timing.core.files:write_csv_atomic", "write plan CSV"),
     ],
 }
 
@@ -470,7 +470,7 @@ def worker(a: dict[str, Any]) -> dict[str, Any]:
                               readings_every_days=a["every"], progress=probe.say)
             info["rows"] = s.rows
         elif stage == "ingest":
-            from timing.ingest import ingest
+            from timing.ingest.load import ingest
 
             start(first)
             for q in (p["store"], p["store"].with_name(p["store"].name + ".wal")):
@@ -478,21 +478,21 @@ def worker(a: dict[str, Any]) -> dict[str, Any]:
             r = ingest(p["export"], p["store"], progress=probe.say)
             info["tables"] = [asdict(t) for t in r.tables]
         elif stage == "fit":
-            from timing.fitting import fit_models
+            from timing.fitting.fit import fit_models
 
             start(first)
             rep = fit_models(p["store"], settings=settings_from(a).fit, model_root=p["models"], progress=probe.say)
             info.update(chosen=rep.chosen, training_rows=rep.training_rows, stage_seconds=rep.stage_seconds,
                         holdout=rep.holdout.to_dict(orient="records"))
         elif stage == "score":
-            from timing.scoring import score
+            from timing.scores.scoring import score
 
             start(first)
             rep = score(p["store"], months=settings_from(a).fit.months, out_dir=p["out"], progress=probe.say)
             info.update(scored=len(rep.scores), expected_signings=float(rep.scores["p_signed"].sum()))
         elif stage == "schedule":
             from timing.schedule.job import run_schedule
-            from timing.store import connect
+            from timing.store.db import connect
 
             start(first)
             con = connect(p["store"])
@@ -503,8 +503,8 @@ def worker(a: dict[str, Any]) -> dict[str, Any]:
             info.update(windows=len(plan.planned), solver=plan.solver, objective=plan.objective,
                         capacity=plan.capacity_per_week, **{k: int(v) for k, v in plan.stats.items()})
         elif stage == "due list":
+            from timing.core.files import write_csv_atomic
             from timing.outputs.due import due_list, format_due
-            from timing.schedule.job import write_csv_atomic
 
             start("query")
             due = due_list(p["store"])
@@ -532,7 +532,7 @@ def worker(a: dict[str, Any]) -> dict[str, Any]:
             import lifelines  # noqa: F401
             import pandas  # noqa: F401
 
-            import timing.evaluation  # noqa: F401
+            import timing.models.metrics  # noqa: F401
 
             start(first)
             info.update(reference(p["store"], a, probe))
@@ -584,7 +584,7 @@ def reference(store: Path, a: dict[str, Any], probe: Probe) -> dict[str, Any]:
       partial hazard, combined into monthly signing probabilities
       (cumulative incidence with the competing loss), judged against what
       happened up to ``T`` by the integrated Brier score over
-      ``min(months, holdout_months)`` months (:mod:`timing.evaluation`, the
+      ``min(months, holdout_months)`` months (:mod:`timing.models.metrics`, the
       figure our holdout reports as ``ibs``);
     * **refit**: the same labels (known on ``T``), panel and two Cox models
       on all origins;
@@ -603,9 +603,9 @@ def reference(store: Path, a: dict[str, Any], probe: Probe) -> dict[str, Any]:
     import pandas as pd
     from lifelines import CoxPHFitter
 
-    from timing.evaluation import Observed, integrated_brier
+    from timing.features.training import monthly_origins
     from timing.models.base import MonthlyForecast
-    from timing.models.landmarks import monthly_origins
+    from timing.models.metrics import Observed, integrated_brier
 
     cfg = settings_from(a).fit
     months = cfg.months
@@ -690,7 +690,7 @@ def reference(store: Path, a: dict[str, Any], probe: Probe) -> dict[str, Any]:
         return feat
 
     def labels(feats: pd.DataFrame, known_on: pd.Timestamp) -> dict[str, np.ndarray]:
-        """Outcomes known on ``known_on``, in days and whole months after each origin (as timing.models.landmarks)."""
+        """Outcomes known on ``known_on``, in days and whole months after each origin (as timing.features.training)."""
         signed = ((feats["outcome"] == "repurchased") & (feats["outcome_date"] > feats["origin"])
                   & (feats["outcome_date"] <= known_on))
         lost = ((feats["outcome"] == "lost") & (feats["outcome_date"] > feats["origin"] - grace)

@@ -1,7 +1,7 @@
 """Benchmark the outreach schedule (issue 4): 1,000,000 open contracts over 26 weeks.
 
 Synthesises (seeded, numpy) a scratch DuckDB store shaped like an ingested
-one (:mod:`timing.schema` columns): ``--contracts`` open contracts (default
+one (:mod:`timing.core.contract` columns): ``--contracts`` open contracts (default
 1,000,000) of N / 1.19 customers (80 % private with one car, fleets sharing
 the rest, as in the demo book), 20 branches in 6 regions, consent flags and
 preferred channels drawn as :mod:`timing.demo.population` draws them, 3 %
@@ -93,7 +93,7 @@ MARKS = [
     ("timing.schedule:solve_greedy", "solve (greedy)"),
     ("timing.schedule:solve_exact", "solve (exact, HiGHS)"),
     ("timing.schedule.job:save_plan", "save plan to the store"),
-    ("timing.schedule.job:write_csv_atomic", "write plan CSV"),
+    ("timing.core.files:write_csv_atomic", "write plan CSV"),
 ]
 
 
@@ -108,7 +108,7 @@ def build_store(path: Path, n: int, seed: int) -> dict[str, Any]:
     import pandas as pd
     import pyarrow as pa
 
-    from timing import schema
+    from timing.core import contract as schema
 
     rng = np.random.default_rng(seed)
     T = np.datetime64(AS_OF.isoformat(), "D")

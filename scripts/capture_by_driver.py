@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from timing.asof import open_snapshot
 from timing.backtest import run_backtest
 from timing.backtest.origin import start_day
 from timing.config import FitSettings, ScheduleSettings
-from timing.features import features_at
-from timing.fitting import read_truth
+from timing.features.open_contracts import features_at
+from timing.fitting.fit import read_truth
 from timing.schedule import plan_windows, start_days, window_values
 from timing.schedule.policies import capture, truth_values
+from timing.store.asof import open_snapshot
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Write docs/data-contract.md from the contract declared in timing/schema.py.
+"""Write docs/data-contract.md from the contract declared in timing/core/contract.py.
 
 Run: python scripts/write_contract_doc.py   (tests/test_docs.py checks the file is current)
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from timing.schema import SUCCESSOR_GRACE_DAYS, TABLES, describe_rules
+from timing.core.contract import SUCCESSOR_GRACE_DAYS, TABLES, describe_rules
 
 HEADER = """# Input data contract
 
-*Generated from `timing/schema.py` by `scripts/write_contract_doc.py`; the
+*Generated from `timing/core/contract.py` by `scripts/write_contract_doc.py`; the
 customer's specification is `shared/spec/data-contract.md`.*
 
 An export is a folder with one file per table, named after the table:
@@ -37,7 +37,7 @@ replaces at most one earlier contract and is matched to the one whose end is
 nearest its signing. A contract that ended with no successor within {SUCCESSOR_GRACE_DAYS} days is
 *lost* on its end date (a competing outcome, not censoring); otherwise it is
 *open*. The store's `outcomes` table holds this for every contract
-(`timing/outcomes.py`).
+(`timing/store/outcomes.py`).
 
 ## Bad rows
 

@@ -18,17 +18,17 @@ from timing.backtest.hindsight import Hindsight, read_hindsight, realised_after
 from timing.backtest.metrics import decision_rows, volume
 from timing.backtest.origin import evaluate_origin
 from timing.config import FitSettings, ScheduleSettings
+from timing.core.conventions import MONTH_DAYS
 from timing.demo import generate_demo
-from timing.evaluation import (
+from timing.ingest.load import ingest
+from timing.models.base import MonthlyForecast
+from timing.models.metrics import (
     Observed,
     brier_scores,
     calibration_by_month,
     concordance,
     integrated_brier,
 )
-from timing.ingest import ingest
-from timing.models.base import MonthlyForecast
-from timing.models.panel import MONTH_DAYS
 from timing.schedule.policies import NAIVE_LEAD_DAYS, naive_start_days
 
 D = date(2026, 10, 31)  # the export's as-of
@@ -108,7 +108,7 @@ def test_the_model_on_an_origin_cannot_see_what_happened_after_it(backtested: Ba
 
 
 def test_an_origin_after_the_store_is_refused(backtested: Backtested) -> None:
-    from timing.store import StoreError
+    from timing.store.db import StoreError
 
     with pytest.raises(StoreError, match="after the store's export date"):
         run_backtest(backtested.store, [D + timedelta(days=1)], FIT, SCHEDULE, out_dir=None, record=False)

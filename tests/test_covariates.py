@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from timing.models.panel import (
-    COVARIATE_NAMES,
-    COVARIATES,
-    LAUNCH_PULL_LABELS,
-    design_context,
-    level_codes,
-)
+from timing.models.covariates import COVARIATE_NAMES, COVARIATES, LAUNCH_PULL_LABELS
+from timing.models.panel import design_context, level_codes
 
 CTX = design_context(pd.Timestamp("2026-01-15"), (3, 9))  # March 1st is day 45 after T
 

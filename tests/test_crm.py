@@ -24,11 +24,11 @@ import pandas as pd
 import pytest
 
 from timing.config import ConfigError, CrmSettings, settings_from_dict
+from timing.core.contract import CONTRACTS, CUSTOMERS, VEHICLES
 from timing.outputs.crm import CrmExport, export_crm, manifest_path
 from timing.schedule import Plan
 from timing.schedule.job import save_plan
-from timing.schema import CONTRACTS, CUSTOMERS, VEHICLES
-from timing.store import StoreError
+from timing.store.db import StoreError
 
 P1, P2, P3 = date(2026, 6, 23), date(2026, 6, 30), date(2026, 7, 7)
 TRICKY = 'mileage allowance reached in 41 days, "high" use\r\nGröße: café; signed 1 month early last time'

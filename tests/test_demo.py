@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from timing import schema
+from timing.core import contract as schema
 from timing.demo import DemoSummary, generate_demo
 from timing.demo import generate as generate_module
 from timing.schedule.policies import capture, naive_start_days

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from timing.core.contract import CONTRACTS, CUSTOMERS, VEHICLES
 from timing.outputs.due import DUE_COLUMNS, due_list, empty_message, format_due
 from timing.schedule import Plan
 from timing.schedule.job import save_plan
-from timing.schema import CONTRACTS, CUSTOMERS, VEHICLES
-from timing.store import StoreError
+from timing.store.db import StoreError
 
 AS_OF = date(2026, 6, 30)
 EARLIER = date(2026, 6, 23)

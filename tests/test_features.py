@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import base_tables
 
-from timing.asof import create_views, open_snapshot
 from timing.demo import generate_demo
-from timing.features import features_at
-from timing.ingest import ingest
+from timing.features.open_contracts import features_at
+from timing.ingest.load import ingest
+from timing.store.asof import create_views, open_snapshot
 
 D = date(2026, 6, 30)
 T = date(2025, 12, 31)
@@ -43,7 +43,7 @@ def test_a_sample_of_contracts_gets_the_same_features_as_the_full_origin(store: 
     assert (full.groupby("customer_id").size().reindex(part["customer_id"]).to_numpy()
             > part.groupby("customer_id").size().reindex(part["customer_id"]).to_numpy()).any()
     # cars without telematics fall back on the median usage of the contracts described (documented in
-    # timing.usage): an estimate from the sample; everything else is the same to the last digit
+    # timing.features.usage): an estimate from the sample; everything else is the same to the last digit
     fallback = ["km_per_day", "km_per_day_se", "usage_ratio", "km_driven", "days_to_allowance",
                 "days_to_allowance_low", "days_to_allowance_high", "projected_km_at_end", "projected_overage_km"]
     measured = split["has_telematics"] == 1

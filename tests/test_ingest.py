@@ -16,8 +16,10 @@ from conftest import base_tables, write_csv, write_export
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from timing.ingest import ExportError, _column_rules, ingest
-from timing.schema import TABLES
+from timing.core.contract import TABLES
+from timing.core.errors import ExportError
+from timing.ingest.load import ingest
+from timing.ingest.sql import column_rules
 
 AS_OF = date(2026, 6, 30)
 
@@ -45,7 +47,7 @@ RULE_CASES = [
     ("customers", 2, {"branch_id": " "}, "missing branch_id"),
     ("customers", 2, {"consent_email": "maybe"}, "consent_email not a boolean"),
     ("customers", 2, {"do_not_contact": "2"}, "do_not_contact not a boolean"),
-    ("customers", 2, {"preferred_channel": "fax"}, "preferred_channel not one of email/phone/sms/letter"),
+    ("customers", 2, {"preferred_channel": "fax"}, "preferred_channel not one of phone/email/sms/letter"),
     ("vehicles", 5, {"vehicle_id": ""}, "missing vehicle_id"),
     ("vehicles", 5, {"vin": "WBA1234567890123O"}, "vin not 17 characters, no I, O, Q"),
     ("vehicles", 5, {"vin": "WBA123"}, "vin not 17 characters, no I, O, Q"),
@@ -90,7 +92,7 @@ RULE_CASES = [
     ("contacts", 0, {"contacted_at": "2026-07-01T00:00:00"}, "contacted_at after the as-of date"),
     ("contacts", 0, {"customer_id": "C9"}, "unknown customer_id"),
     ("contacts", 0, {"contract_id": "K9"}, "unknown contract_id"),
-    ("contacts", 0, {"channel": "pigeon"}, "channel not one of email/phone/sms/letter"),
+    ("contacts", 0, {"channel": "pigeon"}, "channel not one of phone/email/sms/letter"),
     ("contacts", 0, {"outcome": "maybe"}, "outcome not one of no_response/declined/interested/appointment"),
     ("contacts", 0, {"contacted_at": ""}, "missing contacted_at"),
 ]
@@ -135,7 +137,7 @@ def declared_rules() -> set[tuple[str, str]]:
     rules = set()
     for table in TABLES:
         for col in table.columns:
-            rules |= {(table.name, name) for name, _sql in _column_rules(col, "VARCHAR", AS_OF)}
+            rules |= {(table.name, name) for name, _sql in column_rules(col, "VARCHAR", AS_OF)}
         rules |= {(table.name, chk.name) for chk in table.checks}
         rules |= {(table.name, ref.rule) for ref in table.references}
         if table.key:

@@ -6,7 +6,7 @@ exported on ``D = 2026-10-31``) built once per module:
 * ``full``: the store after ingesting the whole export;
 * ``at_t``: the store after ingesting what an export on ``T = D - 365 days``
   would have held, cut from the same files with pandas and the as-of rules
-  written out below (independently of :mod:`timing.asof`).
+  written out below (independently of :mod:`timing.store.asof`).
 
 Recovery tests simulate from known coefficients; cross-checks use public data
 bundled with lifelines (``load_rossi``), so nothing here touches the network.
@@ -34,19 +34,34 @@ from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.datasets import load_rossi
 from statsmodels.duration.hazard_regression import PHReg
 
-import timing.modelio as modelio
-from timing.asof import open_snapshot
+import timing.models.io as modelio
 from timing.config import FitSettings
+from timing.core.conventions import LOST, MONTH_DAYS, SIGNED
 from timing.demo import generate_demo
-from timing.features import features_at, features_sql, measure_usage, pairs_sql
-from timing.fitting import FitReport, fit_models, holdout_origin, register_model, signings_through
-from timing.ingest import ingest
-from timing.modelio import MANIFEST, ModelError, SavedModel, load_model, save_model
+from timing.features.open_contracts import features_at, features_sql, measure_usage, pairs_sql
+from timing.features.training import (
+    _features_at_origin,
+    landmarks,
+    monthly_origins,
+    origin_features,
+    outcomes_with_ends,
+)
+from timing.fitting.fit import (
+    FitReport,
+    fit_models,
+    holdout_origin,
+    register_model,
+    signings_through,
+)
+from timing.ingest.load import ingest
 from timing.models import MODEL_COLUMNS, REGISTRY, RESULTS, ModelResult, MonthlyForecast
+from timing.models import covariates as covariates_module
 from timing.models import panel as panel_module
 from timing.models.base import predict_probabilities
 from timing.models.boost import INPUTS, BoostedHazard, BoostedHazardResult
+from timing.models.covariates import COVARIATES
 from timing.models.cox import MIN_LEVEL_ROWS, CoxHazard, fit_cox, origin_covariates
+from timing.models.data import Landmarks, renumbered
 from timing.models.discrete import (
     DiscreteHazard,
     _Gram,
@@ -56,19 +71,10 @@ from timing.models.discrete import (
     collapse,
     fit_multinomial,
 )
-from timing.models.landmarks import (
-    LOST,
-    SIGNED,
-    Landmarks,
-    _features_at_origin,
-    landmarks,
-    monthly_origins,
-    origin_features,
-    outcomes_with_ends,
-    renumbered,
-)
-from timing.models.panel import COVARIATES, MONTH_DAYS, Design, encode, encode_codes, expand
-from timing.scoring import score
+from timing.models.io import MANIFEST, ModelError, SavedModel, load_model, save_model
+from timing.models.panel import Design, encode, encode_codes, expand
+from timing.scores.scoring import score
+from timing.store.asof import open_snapshot
 
 D = date(2026, 10, 31)
 T = D - timedelta(days=365)
@@ -421,7 +427,7 @@ def test_next_launch_month_by_table_is_the_month_by_month_search() -> None:
         searched = np.full(len(month), np.nan)
         for k in range(12, 0, -1):  # the search the launch pull first did on every panel row
             searched = np.where(np.isin((month + k) % 12 + 1, ctx["launch_months"]), month + k, searched)
-        looked_up = month + panel_module._months_to_next_launch(ctx)[(month % 12).astype(int)]
+        looked_up = month + covariates_module._months_to_next_launch(ctx)[(month % 12).astype(int)]
         np.testing.assert_array_equal(looked_up, searched)
 
 
@@ -582,7 +588,7 @@ def test_boost_sees_each_step_s_battery_health_projected_along_its_slope(trainin
     np.testing.assert_allclose(col[[0, 2]], [82.0, 90.0], atol=1e-3)
     assert np.isnan(col[1])
     tau = np.array([0.0, 50.0, 100.0])
-    proj = panel_module.battery_at(np.full(3, 84.0), np.full(3, -7.305), tau)
+    proj = covariates_module.battery_at(np.full(3, 84.0), np.full(3, -7.305), tau)
     np.testing.assert_allclose(proj, [84.0, 83.0, 82.0], atol=1e-3)
 
 
@@ -602,7 +608,7 @@ def test_boost_learns_a_sharper_habit_than_the_average(fitted: dict, training: T
 
 def test_boost_reasons_name_covariates_away_from_their_reference_level(fitted: dict, training: Training) -> None:
     from timing.models.panel import step_codes
-    from timing.reasons import SALIENCE, explain
+    from timing.scores.reasons import SALIENCE, explain
 
     f = training.open_now
     spec = fitted["boost"].spec
@@ -923,7 +929,7 @@ def test_a_reformatted_manifest_is_refused(registered_copy: tuple[Path, SavedMod
 
 def test_boost_fits_the_same_trees_whatever_the_thread_budget_and_counts_them(training: Training) -> None:
     """The thread budget changes the speed, never the model; every tree grown is reported as progress."""
-    from timing import progress, runtime
+    from timing.core import progress, runtime
 
     spec = BoostedHazard(trees=30, bags=1, early_stopping=0, max_rows=50_000)
     seen: list[float] = []

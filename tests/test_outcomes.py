@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from timing.asof import open_snapshot
-from timing.outcomes import derive_outcomes
-from timing.schema import TABLES
-from timing.store import configure
+from timing.core.contract import TABLES
+from timing.store.asof import open_snapshot
+from timing.store.db import configure
+from timing.store.outcomes import derive_outcomes
 
 D = date.fromisoformat
 
@@ -155,7 +155,7 @@ def make_store(path: Path, frames: dict[str, pd.DataFrame], as_of: date) -> Path
 
 
 def export_on(frames: dict[str, pd.DataFrame], day: date) -> dict[str, pd.DataFrame]:
-    """What an export on ``day`` holds, computed independently of timing.asof with pandas."""
+    """What an export on ``day`` holds, computed independently of timing.store.asof with pandas."""
     ts = pd.Timestamp(day) + pd.Timedelta(days=1)
     c = frames["contracts"]
     c = c[c["signed_date"] <= day].copy()
@@ -229,7 +229,7 @@ def test_nothing_after_t_is_visible_at_t(tmp_path_factory: pytest.TempPathFactor
 def test_a_later_date_than_the_store_is_refused(tmp_path: Path) -> None:
     frames = {"contracts": pd.DataFrame([contract("K1", "P", "2020-01-01", "2020-02-01", "2024-01-01")])}
     store = make_store(tmp_path / "s.duckdb", frames, date(2024, 6, 1))
-    from timing.store import StoreError
+    from timing.store.db import StoreError
 
     with pytest.raises(StoreError, match="after the store's export date"):
         open_snapshot(store, date(2024, 6, 2))

@@ -17,7 +17,7 @@ import pytest
 
 from timing.config import FitSettings, Settings
 from timing.demo import generate_demo
-from timing.fitting import holdout_origin
+from timing.fitting.fit import holdout_origin
 from timing.pipeline import STAGES, RunPaths, run_pipeline
 
 D = date(2026, 4, 30)

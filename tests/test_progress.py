@@ -6,7 +6,7 @@ import io
 import re
 import time
 
-from timing import progress as prog
+from timing.core import progress as prog
 
 
 class Tty(io.StringIO):

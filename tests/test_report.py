@@ -20,14 +20,15 @@ import pytest
 
 from timing.config import FitSettings, ScheduleSettings, Settings
 from timing.demo import generate_demo
-from timing.fitting import fit_models, register_model
-from timing.ingest import ingest
-from timing.modelio import load_model, save_model
+from timing.fitting.fit import fit_models
+from timing.fitting.registry import register_model
+from timing.ingest.load import ingest
+from timing.models.io import load_model, save_model
 from timing.report import ReportResult, browser, build_report, health, report_as_of, sections
 from timing.report.context import open_context
 from timing.schedule.job import run_schedule
-from timing.scoring import score
-from timing.volume import (
+from timing.scores.scoring import score
+from timing.scores.volume import (
     forecast_volume,
     future_months,
     model_error,

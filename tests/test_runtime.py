@@ -10,8 +10,8 @@ import time
 import duckdb
 import pytest
 
-from timing import runtime
-from timing.store import configure
+from timing.core import runtime
+from timing.store.db import configure
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,7 @@ def test_openmp_is_told_not_to_spin_unless_the_user_chose() -> None:
 
 
 def test_worker_init_makes_the_share_the_workers_budget() -> None:
-    code = ("from timing import runtime; runtime.worker_init(1); import duckdb; from timing.store import configure; "
+    code = ("from timing.core import runtime; runtime.worker_init(1); import duckdb; from timing.store.db import configure; "
             "print(runtime.threads(), configure(duckdb.connect()).execute(\"SELECT current_setting('threads')\")"
             ".fetchone()[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -19,18 +19,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from timing.asof import open_snapshot
 from timing.config import FitSettings
+from timing.core.conventions import MONTH_DAYS
 from timing.demo import generate_demo
-from timing.features import features_at
-from timing.fitting import FitReport, fit_models
-from timing.ingest import ingest
-from timing.modelio import load_model
+from timing.features.open_contracts import features_at
+from timing.fitting.fit import FitReport, fit_models
+from timing.ingest.load import ingest
 from timing.models import BASELINE, MonthlyForecast
+from timing.models.covariates import COVARIATES
 from timing.models.discrete import DiscreteHazard, DiscreteHazardResult
+from timing.models.io import load_model
 from timing.models.km import KaplanMeier, KaplanMeierResult
-from timing.models.panel import COVARIATES, MONTH_DAYS, Design
-from timing.reasons import (
+from timing.models.panel import Design
+from timing.scores.reasons import (
     MAX_REASONS,
     MIN_CONTRIBUTION,
     SALIENCE,
@@ -39,7 +40,7 @@ from timing.reasons import (
     explain,
     phrases,
 )
-from timing.scoring import (
+from timing.scores.scoring import (
     ID_COLUMNS,
     ScoreReport,
     forecast_from_scores,
@@ -47,6 +48,7 @@ from timing.scoring import (
     score,
     score_frame,
 )
+from timing.store.asof import open_snapshot
 
 D = date(2026, 10, 31)
 MONTHS = 12

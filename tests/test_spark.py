@@ -30,16 +30,16 @@ import pytest
 
 pytest.importorskip("sqlglot", reason="the Spark engine needs sqlglot (pip install timing[spark])")
 
-from timing.asof import open_snapshot  # noqa: E402
 from timing.demo import generate_demo  # noqa: E402
 from timing.engines.dialect import TranslationError, to_spark  # noqa: E402
 from timing.engines.session import check_session  # noqa: E402
-from timing.features import features_at  # noqa: E402
-from timing.ingest import ingest  # noqa: E402
-from timing.modelio import load_model, save_model  # noqa: E402
+from timing.features.open_contracts import features_at  # noqa: E402
+from timing.features.training import landmarks, monthly_origins, origin_features, outcomes_with_ends  # noqa: E402
+from timing.ingest.load import ingest  # noqa: E402
 from timing.models import REGISTRY  # noqa: E402
-from timing.models.landmarks import landmarks, monthly_origins, origin_features, outcomes_with_ends  # noqa: E402
-from timing.scoring import score_frame  # noqa: E402
+from timing.models.io import load_model, save_model  # noqa: E402
+from timing.scores.scoring import score_frame  # noqa: E402
+from timing.store.asof import open_snapshot  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

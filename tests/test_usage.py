@@ -2,7 +2,7 @@
 
 The slope and its standard error come from sufficient statistics (n, Sxx, Sxy,
 Syy) aggregated in SQL; here the same statistics are aggregated by DuckDB
-exactly as :mod:`timing.features` does and compared with ``statsmodels.OLS``
+exactly as :mod:`timing.features.open_contracts` does and compared with ``statsmodels.OLS``
 on the raw readings. The projections (days until the allowance is reached,
 its 80% band) are then checked on cars whose answer is known by hand.
 """
@@ -21,10 +21,10 @@ import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from timing.asof import open_snapshot
-from timing.features import MIN_USAGE_SPAN_DAYS, USAGE_WINDOW_DAYS, features_at
-from timing.ingest import ingest
-from timing.usage import Z80, measure_readings, project_usage, slope_and_se
+from timing.features.open_contracts import MIN_USAGE_SPAN_DAYS, USAGE_WINDOW_DAYS, features_at
+from timing.features.usage import Z80, measure_readings, project_usage, slope_and_se
+from timing.ingest.load import ingest
+from timing.store.asof import open_snapshot
 
 AS_OF = date(2026, 6, 30)  # the as-of of the hand-written export in conftest.py
 

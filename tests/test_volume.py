@@ -17,9 +17,9 @@ import pytest
 from scipy import stats
 
 from timing.demo import generate_demo
-from timing.ingest import ingest
-from timing.scoring import forecast_from_scores
-from timing.volume import (
+from timing.ingest.load import ingest
+from timing.scores.scoring import forecast_from_scores
+from timing.scores.volume import (
     FORECAST_COLUMNS,
     forecast_volume,
     model_error,
@@ -170,9 +170,9 @@ def test_forecast_volume_from_the_store(store: Path) -> None:
 def test_a_large_portfolio_gets_the_refined_normal_interval_within_one_signing(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
     p = rng.beta(0.4, 4, size=(20_000, 4))  # about 1,800 +- 40 signings a month
-    monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 10**12)  # force the exact FFT
+    monkeypatch.setattr("timing.scores.volume.EXACT_MAX_TERMS", 10**12)  # force the exact FFT
     exact = poisson_binomial_interval(p, 0.8)
-    monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 0)  # force the approximation
+    monkeypatch.setattr("timing.scores.volume.EXACT_MAX_TERMS", 0)  # force the approximation
     approx = poisson_binomial_interval(p, 0.8)
     assert np.abs(exact[0] - approx[0]).max() <= 1 and np.abs(exact[1] - approx[1]).max() <= 1
     assert (approx[0] < p.sum(axis=0)).all() and (approx[1] > p.sum(axis=0)).all()
@@ -209,7 +209,7 @@ def test_model_error_leaves_out_a_month_cut_short() -> None:
 
 def test_widened_intervals_hold_their_share_of_months_chance_alone_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
     # the error estimated on six "holdout" months, judged on 2,000 later months of the same model
-    monkeypatch.setattr("timing.volume.EXACT_MAX_TERMS", 0)  # the refined normal: within a signing, fast
+    monkeypatch.setattr("timing.scores.volume.EXACT_MAX_TERMS", 0)  # the refined normal: within a signing, fast
     sigma = 0.15
     holdout, _ = months_with_model_error(sigma, 6, seed=11)
     later, p = months_with_model_error(sigma, 2_000, seed=12)

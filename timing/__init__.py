@@ -6,7 +6,7 @@ features (as of a date) -> models -> scores -> schedule -> outputs.
 
 from __future__ import annotations
 
-from timing import runtime as _runtime
+from timing.core import runtime as _runtime
 
 __version__ = "0.1.0"
 

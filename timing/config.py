@@ -19,17 +19,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from timing.core.conventions import ACCOUNT_CHANNEL, CAPTURE_DAYS
+from timing.core.errors import ConfigError
+
 DEFAULT_CONFIG = Path("timing.toml")
 FAMILIES = ("discrete", "boost", "cox", "km")
 
 
-class ConfigError(Exception):
-    """The settings file is missing, unreadable or holds an invalid value."""
-
-
 @dataclass(frozen=True)
 class FitSettings:
-    """How models are fitted (see :mod:`timing.fitting`)."""
+    """How models are fitted (see :mod:`timing.fitting.fit`)."""
 
     months: int = 12
     #: Monthly training origins. Five years: more than one whole lease (terms of two to four years), so a
@@ -63,7 +62,6 @@ class FitSettings:
             raise ConfigError("fit.max_contracts_per_origin must be 0 (no cap) or positive")
 
 
-CHANNEL_ORDER = ("phone", "email", "sms", "letter")
 
 
 def _month_day(text: str, key: str) -> tuple[int, int]:
@@ -88,7 +86,7 @@ class ScheduleSettings:
 
     horizon_days: int = 182
     window_days: int = 28
-    capture_days: int = 60
+    capture_days: int = CAPTURE_DAYS
     capacity_per_week: int | None = None
     capacity_factor: float = 1.2
     branch_capacity_per_week: int | None = None
@@ -102,7 +100,7 @@ class ScheduleSettings:
     solver: str = "auto"
     exact_max_variables: int = 50_000  # HiGHS took 44 s at 70k candidates, 108 s at 118k (benchmarks/RESULTS.md)
     candidate_weeks: int = 6
-    business_channel: str = "account"
+    business_channel: str = ACCOUNT_CHANNEL
 
     def __post_init__(self) -> None:
         if not 7 <= self.horizon_days <= 731:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from timing.config import Settings
-from timing.ingest import IngestReport, ingest
+from timing.ingest.load import ingest
+from timing.ingest.report import IngestReport
 
 STAGES = ("ingest", "fit", "score", "schedule", "due list", "CRM file", "report")
 
@@ -55,12 +56,13 @@ def run_pipeline(
     paths: RunPaths | None = None,
 ) -> RunResult:
     """Run every stage on ``export_dir`` and say where each output went."""
-    from timing.fitting import fit_models
+    from timing.core.files import write_csv_atomic
+    from timing.fitting.fit import fit_models
     from timing.outputs.crm import export_crm
     from timing.outputs.due import due_list, format_due
     from timing.report import build_report
-    from timing.schedule.job import run_schedule, write_csv_atomic
-    from timing.scoring import score
+    from timing.schedule.job import run_schedule
+    from timing.scores.scoring import score
 
     say = progress or (lambda _m: None)
     where = paths or RunPaths()

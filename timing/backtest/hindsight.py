@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from timing.asof import open_snapshot
-from timing.evaluation import Observed
-from timing.fitting import observed_from, read_truth
-from timing.models.landmarks import label, outcomes_with_ends
+from timing.features.training import label, outcomes_with_ends
+from timing.fitting.fit import observed_from, read_truth
+from timing.models.metrics import Observed
+from timing.store.asof import open_snapshot
 
 #: How far the demo generator simulates after its as-of when meta.json does not say.
 TRUTH_DAYS_DEFAULT = 760

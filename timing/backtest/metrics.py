@@ -12,7 +12,7 @@ Notes
 The portfolio volume interval: the number of signings in month k among the
 contracts open on the cutoff is a sum of independent Bernoulli draws with the
 model's per-contract probabilities, a Poisson-binomial variable; the interval
-is its central 80% (:func:`timing.volume.poisson_binomial_interval`). It
+is its central 80% (:func:`timing.scores.volume.poisson_binomial_interval`). It
 reflects which contracts sign, not the uncertainty of the probabilities
 themselves, so a model that mistimes a whole month falls outside it.
 """
@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from timing.evaluation import Observed, calibration_by_month, calibration_curve, evaluate
+from timing.core.conventions import MONTH_DAYS
 from timing.models.base import MonthlyForecast
-from timing.models.panel import MONTH_DAYS
+from timing.models.metrics import Observed, calibration_by_month, calibration_curve, evaluate
 from timing.schedule.policies import Capture, capture
-from timing.volume import signings_interval
+from timing.scores.volume import signings_interval
 
 COLUMNS = ["metric", "policy", "month", "bin", "value"]
 CURVE_MONTH = 6
@@ -96,7 +96,7 @@ def volume(forecast: MonthlyForecast, signing_day: np.ndarray, months: int, leve
     """Expected signings per month of the horizon, their interval, and the actual count.
 
     The interval is chance (Poisson-binomial) widened by the model's relative ``error`` beyond
-    chance (:func:`timing.volume.model_error` of the origin's own holdout), as ``timing volume``
+    chance (:func:`timing.scores.volume.model_error` of the origin's own holdout), as ``timing volume``
     gives it.
     """
     p = forecast.p_signed[:, :months]

@@ -32,20 +32,20 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from timing.asof import create_views, open_snapshot
 from timing.backtest.hindsight import Hindsight, Realised, realised_after
 from timing.backtest.metrics import decision_rows, forecast_rows, frame, row, volume, volume_rows
 from timing.config import FitSettings, ScheduleSettings
-from timing.features import features_at
-from timing.fitting import fit_at, make_spec
+from timing.core.conventions import MONTH_DAYS
+from timing.features.open_contracts import features_at
+from timing.features.training import landmarks, monthly_origins, outcomes_with_ends
+from timing.fitting.fit import fit_at, make_spec
 from timing.models import BASELINE, ModelResult, MonthlyForecast
-from timing.models.landmarks import landmarks, monthly_origins, outcomes_with_ends
-from timing.models.panel import MONTH_DAYS
 from timing.schedule import default_capacity, plan_windows, start_days
 from timing.schedule.policies import naive_start_days, truth_values
 from timing.schedule.rules import apply_rules, contact_facts
-from timing.scoring import forecast_from_scores, score_frame
-from timing.volume import model_error
+from timing.scores.scoring import forecast_from_scores, score_frame
+from timing.scores.volume import model_error
+from timing.store.asof import create_views, open_snapshot
 
 COMPARISON_FACTOR = 1.2
 
@@ -61,7 +61,7 @@ class OriginModel:
     baseline: MonthlyForecast  # Kaplan-Meier on the same training origins, for the same contracts
     training_rows: int
     seconds: float
-    #: The model's relative error of monthly totals beyond chance, on its own holdout (timing.volume.model_error).
+    #: The model's relative error of monthly totals beyond chance, on its own holdout (timing.scores.volume.model_error).
     volume_error: float = 0.0
 
     @property
@@ -72,7 +72,7 @@ class OriginModel:
 def km_baseline(con: duckdb.DuckDBPyConnection, source: str, T: date, cfg: FitSettings) -> ModelResult:
     """Kaplan-Meier on the contracts open at the training origins of a fit on T.
 
-    The same origins and labels as :func:`timing.fitting.fit_at` (which keeps
+    The same origins and labels as :func:`timing.fitting.fit.fit_at` (which keeps
     its own baseline to itself), on every open contract rather than a sample.
     """
     frames = []

@@ -31,14 +31,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from timing import runtime
 from timing.backtest.hindsight import Hindsight, read_hindsight
 from timing.backtest.metrics import COLUMNS
 from timing.backtest.origin import OriginRun, run_origin
 from timing.config import FitSettings, ScheduleSettings
-from timing.schedule.job import write_csv_atomic
-from timing.scoring import write_parquet_atomic
-from timing.store import StoreError, connect, export_as_of, writing
+from timing.core import runtime
+from timing.core.files import write_csv_atomic, write_parquet_atomic
+from timing.store.db import StoreError, connect, export_as_of, writing
 
 DEFAULT_OUT = Path("data/out/backtest")
 RESULT_COLUMNS = ["cutoff", *COLUMNS, "partial", "observed_through", "model_family", "capacity_basis"]

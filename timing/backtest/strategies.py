@@ -8,7 +8,7 @@ capture definition of metrics.md.
 
 Notes
 -----
-Capture counts a repurchase when its window *starts* within the 60 days
+Capture counts a repurchase when its window *starts* within the ``CAPTURE_DAYS`` (60) days
 before the signing, so the window length does not change it (nor the plan:
 the planner values a start by the capture span). What a longer window
 changes is how many signings fall while the window is open
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from timing import runtime
 from timing.backtest.metrics import signed_in_window
 from timing.backtest.origin import OriginRun, policy_starts
 from timing.backtest.run import BacktestResult
 from timing.config import ScheduleSettings
+from timing.core import runtime
 from timing.schedule.policies import capture
 
 CAPACITY_MULTIPLIERS = (0.5, 0.75, 1.0, 1.5, 2.0)

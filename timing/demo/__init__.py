@@ -1,6 +1,6 @@
 """Synthetic demo portfolio: a realistic export and the hidden truth behind it.
 
-The export (one file per table of :mod:`timing.schema`) is what a leasing
+The export (one file per table of :mod:`timing.core.contract`) is what a leasing
 company would hand over on the as-of date. The truth, in a sibling folder
 ``OUT.truth``, holds what the simulator knows and no model may read: each
 contract's intended signing date, what set it, and what happened in the 25

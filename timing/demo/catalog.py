@@ -11,6 +11,8 @@ from datetime import date
 
 import numpy as np
 
+from timing.core import conventions
+
 EPOCH = date(1970, 1, 1)
 
 #: First day of the simulated book: the oldest contracts start here.
@@ -27,7 +29,10 @@ BRANCH_REGION = tuple(REGIONS[i // 3] for i in range(18))
 BRANCHES = tuple(f"BR{i + 1:02d}" for i in range(20))
 FLEET_BRANCHES = (18, 19)  # indices into BRANCHES
 
+#: The generator's own order of the channels (its seeded draws index into it, so the demo export
+#: depends on it); the same channels as :data:`timing.core.conventions.CHANNELS`.
 CHANNELS = ("email", "phone", "sms", "letter")
+assert sorted(CHANNELS) == sorted(conventions.CHANNELS)
 PRODUCTS = ("lease", "balloon", "hire_purchase")
 POWERTRAINS = ("ice", "hev", "phev", "bev")
 END_TYPES = ("returned", "bought_out", "early_terminated", "written_off")

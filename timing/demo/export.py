@@ -1,6 +1,6 @@
 """Turn one simulated chunk into the export's tables (as known on the as-of day) and the truth.
 
-Column names and order come from :mod:`timing.schema`; nothing after the
+Column names and order come from :mod:`timing.core.contract`; nothing after the
 as-of day is written: contracts signed later are absent, running contracts
 have no end, event tables stop before the as-of day (timestamps) or on it
 (dates).
@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from timing import schema
+from timing.core import contract as schema
 from timing.demo import catalog as cat
 from timing.demo.outreach import Contacts
 from timing.demo.population import Customers

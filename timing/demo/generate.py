@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from timing import schema
+from timing.core import contract as schema
 from timing.demo import catalog as cat
 from timing.demo.dirty import TEXT_DATE_COLUMNS, Counts, empty_counts, inject
 from timing.demo.export import build_tables, build_truth, contract_numbers, exported_contracts

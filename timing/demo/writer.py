@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from timing import schema
+from timing.core import contract as schema
 
 ARROW_TYPES = {
     "string": pa.string(),

@@ -7,8 +7,8 @@ of the big tables, the feature aggregation over readings and faults, and
 batch scoring.
 
 One definition serves both: the SQL is written once, in DuckDB's dialect
-(:func:`timing.asof.view_sql`, :func:`timing.features.features_sql`, the rule
-generators of :mod:`timing.ingest`), and :mod:`timing.engines.dialect`
+(:func:`timing.store.asof.view_sql`, :func:`timing.features.open_contracts.features_sql`, the rule
+generators of :mod:`timing.ingest.load`), and :mod:`timing.engines.dialect`
 translates it for Spark. Nothing here imports PySpark until a Spark function
 is called; install it with the ``spark`` extra (``pip install timing[spark]``).
 """

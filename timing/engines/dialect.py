@@ -1,7 +1,7 @@
 """DuckDB SQL in, Spark SQL out: the translation layer that lets one definition serve both engines.
 
-The shared statements (:func:`timing.asof.view_sql`, :func:`timing.features.features_sql`
-and the rule expressions of :mod:`timing.ingest`) are written once, in DuckDB's
+The shared statements (:func:`timing.store.asof.view_sql`, :func:`timing.features.open_contracts.features_sql`
+and the rule expressions of :mod:`timing.ingest.load`) are written once, in DuckDB's
 dialect. SQLGlot translates them; this module adds what SQLGlot leaves out or
 maps to a function that means something else in Spark.
 

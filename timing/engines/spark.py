@@ -3,18 +3,18 @@
 What runs where:
 
 - the as-of views and the feature aggregation are the DuckDB statements of
-  :func:`timing.asof.view_sql` and :func:`timing.features.features_sql`,
+  :func:`timing.store.asof.view_sql` and :func:`timing.features.open_contracts.features_sql`,
   translated by :func:`timing.engines.dialect.to_spark` and run over Spark
   temporary views: the readings and fault codes never leave the cluster;
-- the readings are measured per contract by :func:`timing.usage.measure_readings`
+- the readings are measured per contract by :func:`timing.features.usage.measure_readings`
   itself, in a ``cogroup().applyInPandas`` UDF over buckets of vehicles (the
   open contracts and their cars' readings meet in the same bucket);
 - the contract outcomes (one row per contract) are derived on the driver by
-  :func:`timing.outcomes.derive_outcomes` itself, in an in-memory DuckDB;
+  :func:`timing.store.outcomes.derive_outcomes` itself, in an in-memory DuckDB;
 - the per-contract feature table is collected to the driver, where
-  :func:`timing.usage.project_usage` completes it (it needs the portfolio's
+  :func:`timing.features.usage.project_usage` completes it (it needs the portfolio's
   median usage ratio, a statistic of the whole table);
-- scoring is :func:`timing.scoring.score_frame` in a ``mapInPandas`` UDF, with
+- scoring is :func:`timing.scores.scoring.score_frame` in a ``mapInPandas`` UDF, with
   the fitted model's parameter tables broadcast and the model rebuilt from
   them on each executor.
 
@@ -42,7 +42,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from timing.asof import create_views, view_sql
+from timing.core.contract import TABLES, Table
+from timing.core.errors import ExportError
 from timing.engines.dialect import to_spark
 from timing.engines.session import check_session, spark_session
 from timing.engines.spark_ingest import (
@@ -51,14 +52,21 @@ from timing.engines.spark_ingest import (
     duckdb_type,
     spark_ingest_checks,
 )
-from timing.features import MIN_USAGE_SPAN_DAYS, USAGE_WINDOW_DAYS, features_sql, pairs_sql
-from timing.ingest import ExportError, IngestReport, _parse_sql, _q, find_table_file, ingest
-from timing.modelio import load_model
-from timing.outcomes import derive_outcomes
-from timing.schema import TABLES, Table
-from timing.scoring import score_frame
-from timing.store import configure
-from timing.usage import READING_COLUMNS, empty_usage, measure_readings, project_usage
+from timing.features.open_contracts import (
+    MIN_USAGE_SPAN_DAYS,
+    USAGE_WINDOW_DAYS,
+    features_sql,
+    pairs_sql,
+)
+from timing.features.usage import READING_COLUMNS, empty_usage, measure_readings, project_usage
+from timing.ingest.load import ingest
+from timing.ingest.report import IngestReport
+from timing.ingest.sql import find_table_file, parse_sql, quote
+from timing.models.io import load_model
+from timing.scores.scoring import score_frame
+from timing.store.asof import create_views, view_sql
+from timing.store.db import configure
+from timing.store.outcomes import derive_outcomes
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -76,9 +84,9 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _duckdb_columns(table: Table) -> str:
-    from timing.schema import SQL_TYPES
+    from timing.core.contract import SQL_TYPES
 
-    return ", ".join(f"{_q(c.name)} {SQL_TYPES[c.dtype]}" for c in table.columns)
+    return ", ".join(f"{quote(c.name)} {SQL_TYPES[c.dtype]}" for c in table.columns)
 
 
 def typed_sql(table: Table, view: str | None, types: Mapping[str, str]) -> str:
@@ -87,14 +95,14 @@ def typed_sql(table: Table, view: str | None, types: Mapping[str, str]) -> str:
     With ``view=None`` (an optional table the export lacks): no rows.
     """
     if view is None:
-        cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {_q(c.name)}" for c in table.columns)
+        cols = ", ".join(f"CAST(NULL AS {c.sql_type}) AS {quote(c.name)}" for c in table.columns)
         return f"SELECT {cols} WHERE false"
     out = []
     for c in table.columns:
-        p = _parse_sql(c, types.get(c.name))
+        p = parse_sql(c, types.get(c.name))
         if c.default is not None:
             p = f"coalesce({p}, {str(c.default).lower()})"
-        out.append(f"{p} AS {_q(c.name)}")
+        out.append(f"{p} AS {quote(c.name)}")
     return f"SELECT {', '.join(out)} FROM {view}"
 
 
@@ -104,7 +112,7 @@ def register_tables(spark: SparkSession, tables: str | Path | Mapping[str, DataF
 
     ``tables`` is a folder of Parquet tables (an export, or the loaded tables
     :func:`run_spark` writes) or a mapping of table name to DataFrame. Values
-    are parsed as :mod:`timing.ingest` parses them; rows are not checked.
+    are parsed as :mod:`timing.ingest.load` parses them; rows are not checked.
     """
     for table in TABLES:
         raw_view: str | None = None
@@ -127,7 +135,7 @@ def register_tables(spark: SparkSession, tables: str | Path | Mapping[str, DataF
 
 
 def create_spark_views(spark: SparkSession, as_of: date, source: str = "src", schema: str = "view_at") -> None:
-    """The as-of views of :func:`timing.asof.create_views`, as temp views ``<schema>_<table>``.
+    """The as-of views of :func:`timing.store.asof.create_views`, as temp views ``<schema>_<table>``.
 
     ``outcomes`` is derived on the driver by the DuckDB function itself, from
     the contracts visible at ``as_of`` (one row per contract).
@@ -165,7 +173,7 @@ def _duckdb_feature_schema(as_of: date) -> pa.Schema:
 
 
 def spark_features(spark: SparkSession, tables: str | Path | Mapping[str, DataFrame], as_of: date) -> pd.DataFrame:
-    """Features of every contract open on ``as_of``, as :func:`timing.features.features_at` computes them.
+    """Features of every contract open on ``as_of``, as :func:`timing.features.open_contracts.features_at` computes them.
 
     Parameters
     ----------
@@ -179,7 +187,7 @@ def spark_features(spark: SparkSession, tables: str | Path | Mapping[str, DataFr
 
     Returns
     -------
-    The same frame as :func:`~timing.features.features_at` (columns, dtypes,
+    The same frame as :func:`~timing.features.open_contracts.features_at` (columns, dtypes,
     order by ``contract_id``), computed on Spark up to the usage projection.
     """
     check_session(spark)
@@ -208,7 +216,7 @@ def _usage_schema() -> StructType:
 
 def spark_usage(spark: SparkSession, as_of: date, schema: str = "view_at", buckets: int | None = None) -> DataFrame:
     """The readings of the contracts open on ``as_of``, measured by
-    :func:`timing.usage.measure_readings` on the executors: the open contracts (``pairs_sql``) and
+    :func:`timing.features.usage.measure_readings` on the executors: the open contracts (``pairs_sql``) and
     their vehicles' readings are cogrouped by a hash bucket of the vehicle, each bucket measured
     by the same function the DuckDB path calls."""
     from pyspark.sql import functions as F
@@ -233,7 +241,7 @@ def spark_usage(spark: SparkSession, as_of: date, schema: str = "view_at", bucke
 # scoring
 
 
-#: Columns of :func:`~timing.scoring.score_frame` holding calendar dates (``datetime.date``).
+#: Columns of :func:`~timing.scores.scoring.score_frame` holding calendar dates (``datetime.date``).
 SCORE_DATES = ("as_of", "expected_signing_date", "signing_date_q10", "signing_date_q50", "signing_date_q90")
 
 
@@ -278,7 +286,7 @@ def spark_score(
 
     The model is loaded (and its files' hashes checked) on the driver; its
     parameter tables are broadcast and each task rebuilds the fitted result
-    with ``from_tables`` and runs :func:`timing.scoring.score_frame` on its
+    with ``from_tables`` and runs :func:`timing.scores.scoring.score_frame` on its
     batches, so the scores are those of ``timing score``, row for row.
 
     Parameters
@@ -292,7 +300,7 @@ def spark_score(
 
     Returns
     -------
-    A Spark DataFrame with :func:`~timing.scoring.score_frame`'s columns
+    A Spark DataFrame with :func:`~timing.scores.scoring.score_frame`'s columns
     (not sorted: sort by ``contract_id`` where order matters).
     """
     from timing.models import RESULTS
@@ -329,7 +337,7 @@ SMALL_TABLES = tuple(t.name for t in TABLES if t.name not in BIG_TABLES)
 
 
 def infer_as_of(spark: SparkSession, export_dir: str | Path) -> date:
-    """The latest date in the export, as :func:`timing.ingest.ingest` infers it."""
+    """The latest date in the export, as :func:`timing.ingest.load.ingest` infers it."""
     latest: list[date] = []
     for table in TABLES:
         path = find_table_file(Path(export_dir), table)
@@ -339,7 +347,7 @@ def infer_as_of(spark: SparkSession, export_dir: str | Path) -> date:
         df = spark.read.parquet(str(path / "*.parquet") if path.is_dir() else str(path))
         df.createOrReplaceTempView("raw_latest")
         types = {f.name: duckdb_type(f.dataType) for f in df.schema.fields}
-        sel = [f"max(CAST({_parse_sql(c, types[c.name])} AS DATE))" for c in dated if c.name in types]
+        sel = [f"max(CAST({parse_sql(c, types[c.name])} AS DATE))" for c in dated if c.name in types]
         if sel:
             row = spark.sql(to_spark(f"SELECT {', '.join(sel)} FROM raw_latest")).first()
             latest += [d for d in (row or []) if d is not None]
@@ -407,7 +415,7 @@ def run_spark(
     ``store.duckdb`` (the small tables as the DuckDB ingest loads them, with
     their quarantine and outcomes; readings and fault codes are in ``tables/``).
 
-    The small tables are checked by :func:`timing.ingest.ingest` on the
+    The small tables are checked by :func:`timing.ingest.load.ingest` on the
     driver, the big ones by :func:`~timing.engines.spark_ingest.spark_ingest_checks`
     against the vehicles that ingest loaded.
 

@@ -1,8 +1,8 @@
 """Ingest checks for the big tables (readings, fault codes) on Spark.
 
-The rules are :mod:`timing.ingest`'s own: the parse of every column and
-every rule come from its SQL generators (``_parse_sql``, ``_column_rules``,
-``_orphan_rules``) and are translated by :mod:`timing.engines.dialect`, so a
+The rules are :mod:`timing.ingest.load`'s own: the parse of every column and
+every rule come from its SQL generators (``parse_sql``, ``column_rules``,
+``orphan_rules``) and are translated by :mod:`timing.engines.dialect`, so a
 rule is defined once for both engines.
 Only the orchestration is Spark's: one pass that joins each row to its
 parent vehicle, windows each vehicle's readings in time order for the
@@ -10,7 +10,7 @@ odometer rule, and numbers exact duplicates.
 
 Notes
 -----
-A row is charged exactly as :mod:`timing.ingest` charges it: exact
+A row is charged exactly as :mod:`timing.ingest.load` charges it: exact
 duplicates first (the first occurrence is kept and checked), then the column
 rules in contract order, the unknown vehicle, then a reading lower than an
 earlier clean reading of the same vehicle (by ``recorded_at``, then file
@@ -34,27 +34,26 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from timing.core.contract import TABLES_BY_NAME, Table
+from timing.core.errors import ExportError
 from timing.engines.dialect import to_spark
 from timing.engines.session import check_session
-from timing.ingest import (
-    NON_DECREASING,
-    ExportError,
-    TableReport,
-    TableReports,
-    _column_rules,
-    _lit,
-    _orphan_rules,
-    _parse_sql,
-    _q,
-    _replace_word,
+from timing.ingest.check import NON_DECREASING
+from timing.ingest.report import TableReport, TableReports
+from timing.ingest.sql import (
+    column_rules,
     find_table_file,
+    literal,
+    orphan_rules,
+    parse_sql,
+    quote,
+    replace_word,
 )
-from timing.schema import TABLES_BY_NAME, Table
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-#: The tables checked on Spark; the others are small and go through :func:`timing.ingest.ingest`.
+#: The tables checked on Spark; the others are small and go through :func:`timing.ingest.load.ingest`.
 BIG_TABLES = ("readings", "fault_codes")
 QUARANTINE_COLUMNS = ("table_name", "source_file", "source_row", "rule", "raw_values")
 
@@ -70,7 +69,7 @@ class StagedTable:
 
 @dataclass(frozen=True)
 class SparkIngestReport(TableReports):
-    """What the Spark checks did: one :class:`~timing.ingest.TableReport` per big table."""
+    """What the Spark checks did: one :class:`~timing.ingest.load.TableReport` per big table."""
 
     out_dir: Path
     as_of: date
@@ -80,7 +79,7 @@ class SparkIngestReport(TableReports):
 
 
 def duckdb_type(spark_type: object) -> str:
-    """The DuckDB type name a Parquet column of this Spark type is read as (for ``_parse_sql``)."""
+    """The DuckDB type name a Parquet column of this Spark type is read as (for ``parse_sql``)."""
     from pyspark.sql import types as T
 
     simple = {
@@ -140,8 +139,8 @@ def staged_table(spark: SparkSession, table: Table, path: Path, view: str) -> St
 
 def parsed_rows_sql(staged: StagedTable, view: str) -> str:
     """DuckDB SQL: ``_row``, the raw columns and the parsed ``p_<col>`` of every contract column."""
-    raw = "".join(f", {_q(c)}" for c in staged.types)
-    parsed = "".join(f", {_parse_sql(c, staged.types.get(c.name))} AS {_q('p_' + c.name)}"
+    raw = "".join(f", {quote(c)}" for c in staged.types)
+    parsed = "".join(f", {parse_sql(c, staged.types.get(c.name))} AS {quote('p_' + c.name)}"
                      for c in staged.table.columns)
     return f"SELECT _row{raw}{parsed} FROM {view}"
 
@@ -151,9 +150,9 @@ def _scan(spark: SparkSession, staged: StagedTable, rows: str) -> date | None:
     table, types = staged.table, staged.types
     typed = [c for c in table.columns if c.dtype != "string" and c.name in types]
     dated = [c for c in table.columns if c.le_asof and c.name in types]
-    sel = [f"count({_q('p_' + c.name)})" for c in typed]
+    sel = [f"count({quote('p_' + c.name)})" for c in typed]
     sel += [f"count(CASE WHEN NOT ({_blank(c.name, types[c.name])}) THEN 1 END)" for c in typed]
-    sel += [f"max(CAST({_q('p_' + c.name)} AS DATE))" for c in dated]
+    sel += [f"max(CAST({quote('p_' + c.name)} AS DATE))" for c in dated]
     if not typed and not dated:
         return None
     row = spark.sql(to_spark(f"SELECT {', '.join(sel)} FROM {rows}")).first()
@@ -168,12 +167,12 @@ def _scan(spark: SparkSession, staged: StagedTable, rows: str) -> date | None:
 
 
 def _blank(name: str, src_type: str) -> str:
-    x = _q(name)
+    x = quote(name)
     return f"({x} IS NULL OR trim({x}) = '')" if src_type == "VARCHAR" else f"({x} IS NULL)"
 
 
 def first_rule_sql(staged: StagedTable, as_of: date, parent_key: str) -> str:
-    """CASE naming the first rule a row breaks (NULL: none), in :mod:`timing.ingest`'s order.
+    """CASE naming the first rule a row breaks (NULL: none), in :mod:`timing.ingest.load`'s order.
 
     Per-column rules column by column, cross-column rules, then the unknown
     parent; ``parent_key`` is SQL for the parent's key found by a join (NULL
@@ -182,14 +181,14 @@ def first_rule_sql(staged: StagedTable, as_of: date, parent_key: str) -> str:
     table = staged.table
     rules: list[tuple[str, str]] = []
     for c in table.columns:
-        rules += _column_rules(c, staged.types.get(c.name), as_of)
+        rules += column_rules(c, staged.types.get(c.name), as_of)
     for chk in table.checks:  # written over column names: point them at the parsed values
         expr = chk.valid_sql
         for c in table.columns:
-            expr = _replace_word(expr, c.name, _q("p_" + c.name))
+            expr = replace_word(expr, c.name, quote("p_" + c.name))
         rules.append((chk.name, f"NOT coalesce({expr}, true)"))
-    rules += _orphan_rules(table, parent_key)
-    return "CASE " + " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond in rules) + " END"
+    rules += orphan_rules(table, parent_key)
+    return "CASE " + " ".join(f"WHEN {cond} THEN {literal(name)}" for name, cond in rules) + " END"
 
 
 def classify_sql(staged: StagedTable, rows: str, parents: str, as_of: date) -> str:
@@ -202,27 +201,27 @@ def classify_sql(staged: StagedTable, rows: str, parents: str, as_of: date) -> s
     assert table.key is None and table.references, f"{table.name}: only keyless child tables run on Spark"
     ref = table.references[0]
     first_rule = first_rule_sql(staged, as_of, parent_key="_parent._k")
-    raw = ", ".join(_q(c) for c in staged.types)
+    raw = ", ".join(quote(c) for c in staged.types)
     if table.name in NON_DECREASING:
         by, at, value, rule = NON_DECREASING[table.name]
         assert by == ref.column
         later_lower = (
-            f"coalesce(_rule IS NULL AND {_q('p_' + value)} < max(CASE WHEN _rule IS NULL THEN {_q('p_' + value)} END) "
-            f"OVER (PARTITION BY _k ORDER BY {_q('p_' + at)} NULLS LAST, _row "
+            f"coalesce(_rule IS NULL AND {quote('p_' + value)} < max(CASE WHEN _rule IS NULL THEN {quote('p_' + value)} END) "
+            f"OVER (PARTITION BY _k ORDER BY {quote('p_' + at)} NULLS LAST, _row "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false)"
         )
         final_rule = f"CASE WHEN _rule IS NOT NULL THEN _rule WHEN {later_lower} THEN '{rule}' END"
     else:
         final_rule = "_rule"
-    kept = ", ".join(["_row", raw, *(_q("p_" + c.name) for c in table.columns)])
+    kept = ", ".join(["_row", raw, *(quote("p_" + c.name) for c in table.columns)])
     return f"""
     SELECT {kept}, {final_rule} AS _rule,
            row_number() OVER (PARTITION BY {raw} ORDER BY _row) > 1 AS _dup
     FROM (
         SELECT r.*, _parent._k, {first_rule} AS _rule
         FROM {rows} AS r
-        LEFT JOIN (SELECT DISTINCT {_q(ref.key)} AS _key, {_q(ref.key)} AS _k FROM {parents}) AS _parent
-          ON _parent._key = r.{_q('p_' + ref.column)}
+        LEFT JOIN (SELECT DISTINCT {quote(ref.key)} AS _key, {quote(ref.key)} AS _k FROM {parents}) AS _parent
+          ON _parent._key = r.{quote('p_' + ref.column)}
     )"""
 
 
@@ -236,7 +235,7 @@ def _parents_view(spark: SparkSession, export_dir: Path, vehicles: DataFrame | s
             raise ExportError(f"{export_dir}: required table 'vehicles' is missing")
         staged = staged_table(spark, TABLES_BY_NAME["vehicles"], path, "raw_vehicles")
         col = TABLES_BY_NAME["vehicles"].column("vehicle_id")
-        sql = f"SELECT {_parse_sql(col, staged.types['vehicle_id'])} AS vehicle_id FROM raw_vehicles"
+        sql = f"SELECT {parse_sql(col, staged.types['vehicle_id'])} AS vehicle_id FROM raw_vehicles"
         spark.sql(to_spark(sql)).createOrReplaceTempView(view)
     elif isinstance(vehicles, str | Path):
         read_numbered(spark, Path(vehicles)).createOrReplaceTempView(view)
@@ -326,7 +325,7 @@ def spark_ingest_checks(
         A session with ``spark.sql.session.timeZone=UTC``
         (:func:`timing.engines.spark.spark_session` makes one).
     export_dir
-        The export folder (Parquet files or folders, as for :func:`timing.ingest.ingest`).
+        The export folder (Parquet files or folders, as for :func:`timing.ingest.load.ingest`).
     out_dir
         Receives ``<table>/`` (the loaded rows, contract types) per table.
     as_of
@@ -380,7 +379,7 @@ def spark_ingest_checks(
 
 
 def _empty(spark: SparkSession, table: Table) -> DataFrame:
-    from timing.schema import SQL_TYPES
+    from timing.core.contract import SQL_TYPES
 
     spark_types = {"VARCHAR": "string", "BIGINT": "long", "DOUBLE": "double", "DATE": "date",
                    "TIMESTAMP": "timestamp", "BOOLEAN": "boolean"}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from timing.models.panel import MONTH_DAYS
+from timing.core.conventions import MONTH_DAYS
 
 
 @dataclass(frozen=True)

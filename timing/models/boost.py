@@ -28,7 +28,7 @@ Notes
   weighted loss estimates the whole panel's and the cost of a fit stays flat
   at any portfolio size.
 - Threads: each fit and prediction takes the cores other processes leave idle
-  when it starts, within the budget (:func:`timing.runtime.threads_now`);
+  when it starts, within the budget (:func:`timing.core.runtime.threads_now`);
   the trees are the same whatever the number.
 - The fitted model is saved as LightGBM's own text format inside the
   model folder's JSON (parsed on load, never executed) and checked by the
@@ -36,12 +36,12 @@ Notes
 - Trees have no additive per-covariate contributions, and exact tree SHAP
   values cost about seven predictions (minutes for a million contracts). The
   forecast's ``drivers`` instead give each covariate, at every step, its
-  weight in the salience order of :data:`timing.reasons.SALIENCE` where it is
+  weight in the salience order of :data:`timing.models.panel.SALIENCE` where it is
   away from its reference level and zero where it is not. The reasons then
   name first what changes at the contract's likeliest step against the other
   steps (the habitual date reached, the allowance crossed, a fault's
   aftermath), then what holds throughout (earlier renewals, usage), as
-  :func:`timing.reasons.explain` ranks contributions.
+  :func:`timing.scores.reasons.explain` ranks contributions.
 """
 
 from __future__ import annotations
@@ -52,12 +52,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from timing import runtime
+from timing.core import runtime
+from timing.core.conventions import LOST, SIGNED
+from timing.core.errors import ModelError
+from timing.core.progress import Task, current
 from timing.models.base import ModelResult, MonthlyForecast, StepGrid
+from timing.models.covariates import COVARIATES, SALIENCE, battery_at
+from timing.models.data import Landmarks
 from timing.models.discrete import DiscreteHazard
-from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, battery_at, panel_chunks
-from timing.progress import Task, current
+from timing.models.panel import panel_chunks
 
 #: Feature columns read besides the covariates' codes (projected to each step by :func:`_design`).
 RAW_COLUMNS = ("as_of", "days_to_end", "habit_offset_days", "habit_offset_sd", "last_offset_days",
@@ -98,15 +101,15 @@ class BoostedHazard(StepGrid):
     #: has not improved for ``early_stopping`` trees and keeps the best count (0: always ``trees``).
     trees: int = 300
     learning_rate: float = 0.05
-    early_stopping: int = 40
+    early_stopping: int = 20
     #: Ensembles fitted on their own samples (seeds ``seed``, ``seed + 1``, ...) and averaged, on
     #: panels of at most ``bag_rows`` rows (one ensemble beyond).
-    bags: int = 3
+    bags: int = 2
     bag_rows: int = 3_000_000
     leaves: int = 31
     min_rows_in_leaf: int = 200
     #: Contract-step rows one ensemble trains on (a weighted case-control sample beyond it).
-    max_rows: int = 500_000
+    max_rows: int = 350_000
     #: Event rows are sampled at this many times the rate of event-free rows beyond ``max_rows``.
     event_oversampling: float = 4.0
     seed: int = 0
@@ -278,8 +281,6 @@ class BoostedHazardResult(ModelResult):
     def from_tables(cls, tables: dict) -> BoostedHazardResult:
         meta = tables["meta"]
         if tuple(meta["inputs"]) != INPUTS:
-            from timing.modelio import ModelError
-
             raise ModelError("the saved model's inputs differ from this version's panel: fit it again")
         spec = BoostedHazard(months=int(meta["months"]), steps_per_month=int(meta["steps_per_month"]),
                              launch_months=tuple(meta["launch_months"]), trees=int(meta["trees"]),
@@ -294,10 +295,8 @@ class BoostedHazardResult(ModelResult):
 
 
 def _salience_weights() -> np.ndarray:
-    """Per covariate: its rank in :data:`timing.reasons.SALIENCE` (most telling highest), by the
+    """Per covariate: its rank in :data:`timing.models.panel.SALIENCE` (most telling highest), by the
     covariate it splits (``habit_consistent`` as ``habit``); 0 for covariates never given as reasons."""
-    from timing.reasons import SALIENCE  # the reasons read the models' forecasts: imported late
-
     out = np.zeros(len(COVARIATES))
     for f, c in enumerate(COVARIATES):
         base = next((s for s in SALIENCE if c.name == s or c.name.startswith(s + "_")), None)

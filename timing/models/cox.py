@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 
+from timing.core.conventions import LOST, SIGNED
 from timing.models.base import ModelResult, MonthlyForecast
-from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import COVARIATES, END_LABELS, _end_codes, design_context, level_codes
+from timing.models.covariates import COVARIATES, END_LABELS, end_codes
+from timing.models.data import Landmarks
+from timing.models.panel import design_context, level_codes
 
 STRATA = {  # 'end' level at the origin -> stratum
     0: "more than 12 months to the end", 12: "6-12 months to the end", 13: "6-12 months to the end",
@@ -60,7 +62,7 @@ def origin_covariates(features: pd.DataFrame, launch_months: tuple[int, ...]) ->
             continue
         for level in range(1, cov.n_levels):
             cols[f"{cov.name}={cov.labels[level]}"] = (codes[:, f] == level).astype(float)
-    end = _end_codes(features, tau, {})
+    end = end_codes(features, tau, {})
     names = np.array([STRATA.get(level, PASSED) for level in range(len(END_LABELS))], dtype=object)
     stratum = pd.Series(names[end], index=features.index, name="stratum")
     return pd.DataFrame(cols, index=features.index), stratum

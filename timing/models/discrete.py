@@ -27,16 +27,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from timing.core.conventions import LOST, SIGNED
+from timing.core.errors import ModelError
 from timing.models import panel as panel_module
 from timing.models.base import ModelResult, MonthlyForecast, StepGrid
-from timing.models.landmarks import LOST, SIGNED, Landmarks
-from timing.models.panel import (
-    COVARIATES,
-    Design,
-    encode_codes,
-    panel_chunks,
-    step_codes,
-)
+from timing.models.covariates import COVARIATES
+from timing.models.data import Landmarks
+from timing.models.panel import Design, encode_codes, panel_chunks, step_codes
 
 OUTCOMES = ("signed", "lost")
 HAZARD_BLOCK = 8192  # contracts whose hazards are computed at once (arrays of about 1.5 MiB)
@@ -482,8 +479,6 @@ class DiscreteHazardResult(ModelResult):
         meta = tables["meta"]
         params = tables["params"]
         if tuple(params["column"]) != ("intercept",) + Design.column_names():
-            from timing.modelio import ModelError
-
             raise ModelError("the saved model's covariates differ from this version's panel: fit it again")
         spec = DiscreteHazard(months=int(meta["months"]), steps_per_month=int(meta["steps_per_month"]),
                               penalty=float(meta["penalty"]),

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from timing.core.conventions import LOST, SIGNED
 from timing.models.base import ModelResult, MonthlyForecast
-from timing.models.landmarks import LOST, SIGNED, Landmarks
+from timing.models.data import Landmarks
 
 
 def life_table(lm: Landmarks, months: int) -> pd.DataFrame:

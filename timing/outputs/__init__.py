@@ -17,20 +17,14 @@ customer may have withdrawn consent since.
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
-from typing import IO
 
 import duckdb
 
-from timing.config import CHANNEL_ORDER
-from timing.store import StoreError, export_as_of, table_exists
+from timing.core.conventions import CHANNELS
+from timing.store.db import StoreError, export_as_of, table_exists
 
-__all__ = ["atomic_writer", "contactable_sql", "default_day", "plan_as_of", "temp_beside"]
+__all__ = ["contactable_sql", "default_day", "plan_as_of"]
 
 
 def contactable_sql(plan: str = "s", customers: str = "cu") -> str:
@@ -39,7 +33,7 @@ def contactable_sql(plan: str = "s", customers: str = "cu") -> str:
     The customer row must come from an inner join (a customer missing from
     the customers table is never contactable).
     """
-    consent = {ch: f"coalesce({customers}.consent_{ch}, false)" for ch in CHANNEL_ORDER}
+    consent = {ch: f"coalesce({customers}.consent_{ch}, false)" for ch in CHANNELS}
     by_channel = " ".join(f"WHEN '{ch}' THEN {flag}" for ch, flag in consent.items())
     any_consent = " OR ".join(consent.values())
     return (f"(NOT coalesce({customers}.do_not_contact, false) "
@@ -67,33 +61,3 @@ def plan_as_of(con: duckdb.DuckDBPyConnection, day: date | None) -> date:
     return row[0]
 
 
-def temp_beside(path: Path) -> Path:
-    """A new, empty file's name beside ``path`` for writing before :func:`os.replace`.
-
-    Not :func:`tempfile.mkstemp`: its files are private (0600), and
-    :func:`os.replace` would carry that mode over to the output.
-    """
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        if not tmp.exists():
-            return tmp
-
-
-@contextmanager
-def atomic_writer(path: Path, newline: str = "") -> Iterator[IO[str]]:
-    """A UTF-8 text file that appears at ``path`` only once the block succeeds.
-
-    Written to a temporary file beside ``path`` and moved into place with
-    :func:`os.replace`, so a reader never sees half a file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path)
-    try:
-        with open(tmp, "x", encoding="utf-8", newline=newline) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -65,8 +65,9 @@ from typing import IO, Any
 import duckdb
 
 from timing.config import CrmSettings
-from timing.outputs import atomic_writer, contactable_sql, plan_as_of, temp_beside
-from timing.store import connect, table_exists
+from timing.core.files import atomic_writer, temp_beside
+from timing.outputs import contactable_sql, plan_as_of
+from timing.store.db import connect, table_exists
 
 NULL_VALUE = "#N/A"
 EXTERNAL_ID_PREFIX = "timing-outreach|"

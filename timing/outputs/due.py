@@ -37,7 +37,7 @@ from rich.table import Table
 from rich.text import Text
 
 from timing.outputs import contactable_sql, default_day, plan_as_of
-from timing.store import connect
+from timing.store.db import connect
 
 #: Columns of the due list, in order.
 DUE_COLUMNS = [

@@ -19,10 +19,8 @@ See :mod:`timing.report.context` for the as-of date of a month's report.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -31,11 +29,12 @@ from pathlib import Path
 import pandas as pd
 
 from timing.config import Settings
+from timing.core.files import new_dir_beside, replace_dir
 from timing.report import health, sections
 from timing.report.browser import print_pdf
 from timing.report.context import ReportContext, Section, open_context
 from timing.report.html import page
-from timing.store import StoreError, connect, export_as_of
+from timing.store.db import StoreError, connect, export_as_of
 
 DEFAULT_REPORTS = Path("reports")
 SECTIONS: tuple[Callable[[ReportContext], Section], ...] = (
@@ -83,17 +82,6 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     out.to_csv(path, index=False, lineterminator="\n", float_format="%.6g")
 
 
-def _swap_in(tmp: Path, folder: Path) -> None:
-    """Replace ``folder`` with ``tmp`` (an old report is removed only once the new one is in place)."""
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old.{os.getpid()}")
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_report(
     store: Path,
     month: str | None = None,
@@ -138,10 +126,8 @@ def build_report(
                 "files beside this page.")
 
     folder = Path(out_root) / period.strftime("%Y-%m")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = new_dir_beside(folder)
     try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; a report is for reading
         (tmp / "index.html").write_text(html, encoding="utf-8", newline="\n")
         names = []
         for s in parts:
@@ -152,7 +138,7 @@ def build_report(
         if pdf:
             say("printing the PDF")
             engine = print_pdf(tmp / "index.html", tmp / "report.pdf")
-        _swap_in(tmp, folder)
+        replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -23,6 +23,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
+from timing.core.conventions import CAPTURE_DAYS
+
 #: Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 COLOURS = {"actual": "#222222", "prophet": "#0072B2", "structural": "#009E73", "survival": "#D55E00",
            "plan": "#0072B2", "naive": "#999999", "capacity": "#D55E00", "accent": "#E69F00",
@@ -171,7 +173,7 @@ def last_month_chart(table: pd.DataFrame) -> str:
     with style():
         fig = _figure(2.8)
         ax = fig.subplots()
-        parts = [("captured", "captured (window started 0-60 days before signing)", COLOURS["plan"]),
+        parts = [("captured", f"captured (window started 0-{CAPTURE_DAYS} days before signing)", COLOURS["plan"]),
                  ("missed_other_window", "missed: window at another time", COLOURS["accent"]),
                  ("missed_no_window", "missed: no window", COLOURS["grey"])]
         y = np.arange(len(table))

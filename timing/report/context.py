@@ -22,11 +22,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from timing.asof import create_views
 from timing.config import Settings
-from timing.modelio import ModelError, load_model
 from timing.models import ModelResult
-from timing.store import StoreError, configure, table_exists
+from timing.models.io import ModelError, load_model
+from timing.store.asof import create_views
+from timing.store.db import StoreError, configure, table_exists
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from timing.modelio import ModelError
+from timing.core.conventions import CAPTURE_DAYS
+from timing.models.io import ModelError
 from timing.report import charts
 from timing.report.context import Chart, ReportContext, Section
 from timing.report.html import paragraphs, table
@@ -67,7 +68,8 @@ def backtest(ctx: ReportContext) -> Section:
     cutoffs = sorted({c for v in panels.values() for c in v["cutoff"]})
     lines = [f"{len(cutoffs)} backtest cutoffs from {cutoffs[0]:%d %B %Y} to {cutoffs[-1]:%d %B %Y}: at each one "
              "the models saw only what an export on that day held, and were judged on what happened next.",
-             "Capture is the share of repurchases whose outreach window started 0-60 days before the signing, "
+             f"Capture is the share of repurchases whose outreach window started 0-{CAPTURE_DAYS} days before the "
+             "signing, "
              "every policy at the same weekly capacity; concordance (0.5 = guessing, 1 = perfect order) says how "
              "well the model ranks who signs first."]
     if "partial" in raw.columns and raw["partial"].fillna(False).astype(bool).any():
@@ -129,7 +131,7 @@ def calibration(ctx: ReportContext) -> Section:
 
 
 def _reference_levels() -> dict[str, str]:
-    from timing.models.panel import COVARIATES
+    from timing.models.covariates import COVARIATES
 
     return {c.name: c.labels[0] for c in COVARIATES}
 

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from timing.models.panel import MONTH_DAYS
+from timing.core.conventions import CAPTURE_DAYS, MONTH_DAYS
 from timing.report import charts
 from timing.report.context import Chart, ReportContext, Section
 from timing.report.html import paragraphs, table
@@ -15,8 +15,8 @@ from timing.schedule import default_capacity
 from timing.schedule.job import read_branch_capacity
 from timing.schedule.policies import capture, naive_start_days
 from timing.schedule.rules import apply_rules, contact_facts
-from timing.scoring import forecast_from_scores
-from timing.volume import forecast_volume, monthly_repurchases
+from timing.scores.scoring import forecast_from_scores
+from timing.scores.volume import forecast_volume, monthly_repurchases
 
 FORECAST_MONTHS = 6
 END_BUCKETS = ["passed", *[f"{m}-{m + 1}" for m in range(12)], "12-24", "24+"]
@@ -194,7 +194,7 @@ def last_month(ctx: ReportContext) -> Section:
                   else "the naive policy caught none, so no lift can be given")
     text = paragraphs(
         f"Between {P:%d %B} and {ctx.as_of:%d %B %Y}, {n:,} customers whose contract was open on {P:%d %B} signed "
-        f"a new one. The plan made on {P:%d %B} had started an outreach window in time (0-60 days before the "
+        f"a new one. The plan made on {P:%d %B} had started an outreach window in time (0-{CAPTURE_DAYS} days before the "
         f"signing) for {int(res['captured'].iloc[0]):,} of them ({cap_plan:.0%}); today's practice of starting "
         f"90 days before the scheduled end would have caught {int(res['captured'].iloc[1]):,} ({cap_naive:.0%}) "
         f"at the same capacity of {C:,} starts a week ({how}): {lift_words}.",

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from timing.config import ScheduleSettings
+from timing.core.conventions import priority
 from timing.models.base import MonthlyForecast
 from timing.schedule.plan import Candidates, Capacity, solve_exact, solve_greedy, total_value
 from timing.schedule.rules import NO_START_DAY, apply_rules, blackout_mask
@@ -178,7 +179,7 @@ def plan_windows(
         "window_start": start.dt.date, "window_end": (start + pd.Timedelta(days=cfg.window_days - 1)).dt.date,
         "week": np.where(planned, np.floor(offset / 7), np.nan),
         "channel": np.where(planned, facts["channel"], None),
-        "priority": np.where(p_in >= 0.5, 1, np.where(p_in >= 0.25, 2, 3)),
+        "priority": priority(p_in),
         "p_signing_in_window": p_in,
         "expected_signing_date": scores["expected_signing_date"].to_numpy(),
         "reasons": scores["reasons"].to_numpy(),

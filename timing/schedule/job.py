@@ -8,20 +8,19 @@ the plan of the latest earlier as-of.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 
-from timing.asof import open_snapshot
 from timing.config import ScheduleSettings
+from timing.core.files import write_csv_atomic
 from timing.schedule import OUTPUT_COLUMNS, Plan, default_capacity, plan_windows
 from timing.schedule.rules import contact_facts
-from timing.scoring import forecast_from_scores
-from timing.store import StoreError, connect, table_exists, writing
+from timing.scores.scoring import forecast_from_scores
+from timing.store.asof import open_snapshot
+from timing.store.db import StoreError, connect, table_exists, writing
 
 
 def read_scores(store: Path, as_of: date) -> pd.DataFrame:
@@ -66,24 +65,6 @@ def read_branch_capacity(path: str | None) -> pd.DataFrame | None:
     return df
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False, lineterminator="\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output file is as readable as any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save_plan(store: Path, plan: Plan) -> None:

@@ -15,7 +15,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from timing.config import CHANNEL_ORDER, ScheduleSettings
+from timing.config import ScheduleSettings
+from timing.core.conventions import CHANNELS
 
 DO_NOT_CONTACT = "do not contact"
 NO_CONSENT = "no consent on any channel"
@@ -43,13 +44,13 @@ def contact_facts(con: duckdb.DuckDBPyConnection, schema: str, as_of: date) -> p
 
 def choose_channel(facts: pd.DataFrame, cfg: ScheduleSettings) -> pd.Series:
     """The channel per contract, or empty where no channel is allowed."""
-    consent = {ch: facts[f"consent_{ch}"].fillna(False).astype(bool).to_numpy() for ch in CHANNEL_ORDER}
+    consent = {ch: facts[f"consent_{ch}"].fillna(False).astype(bool).to_numpy() for ch in CHANNELS}
     first = np.full(len(facts), "", dtype=object)
-    for ch in reversed(CHANNEL_ORDER):
+    for ch in reversed(CHANNELS):
         first = np.where(consent[ch], ch, first)
     pref = facts["preferred_channel"].fillna("").astype(str).to_numpy()
     pref_ok = np.zeros(len(facts), dtype=bool)
-    for ch in CHANNEL_ORDER:
+    for ch in CHANNELS:
         pref_ok |= (pref == ch) & consent[ch]
     channel = np.where(pref_ok, pref, first)
     business = (facts["customer_type"] == "business").to_numpy()

@@ -3,8 +3,8 @@
 The same function serves training (at many past origins) and scoring (at the
 as-of date), so a feature can never mean one thing in training and another
 in production. Everything is set-based SQL over the as-of views of
-:mod:`timing.asof`, except the readings (the large table), which are fetched
-sorted once and measured by vectorised numpy (:func:`timing.usage.measure_readings`)
+:mod:`timing.store.asof`, except the readings (the large table), which are fetched
+sorted once and measured by vectorised numpy (:func:`timing.features.usage.measure_readings`)
 for one date or, in training, for every origin at once.
 
 Notes
@@ -33,7 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from timing.usage import empty_usage, measure_readings, project_usage
+from timing.features.usage import empty_usage, measure_readings, project_usage
 
 USAGE_WINDOW_DAYS = 365  # also the window of the battery health's slope
 MIN_USAGE_SPAN_DAYS = 21
@@ -68,14 +68,14 @@ def features_at(
     ----------
     con, schema
         A connection whose ``schema`` holds the as-of views at ``as_of``
-        (:func:`timing.asof.create_views`).
+        (:func:`timing.store.asof.create_views`).
     as_of
         The date T.
     contracts
         Optional SQL relation with a ``contract_id`` column restricting the
         contracts (used to subsample training origins).
     usage
-        Optional relation of :func:`timing.usage.measure_readings` covering the
+        Optional relation of :func:`timing.features.usage.measure_readings` covering the
         contracts on ``as_of`` (training measures all its origins at once);
         measured here otherwise.
 
@@ -102,7 +102,7 @@ def features_sql(schema: str, as_of: date, usage: str, contracts: str | None = N
     Both engines run this one statement: DuckDB as it stands, Spark after
     :func:`timing.engines.dialect.to_spark` translates it. ``schema`` qualifies the as-of
     views (``view_at.contracts``); ``usage`` names the relation of
-    :func:`timing.usage.measure_readings` for (at least) the open contracts on ``as_of``
+    :func:`timing.features.usage.measure_readings` for (at least) the open contracts on ``as_of``
     (:func:`measure_usage`); ``contracts`` is as in :func:`features_at`.
     """
     s = schema
@@ -274,7 +274,7 @@ USAGE_CHUNK_VEHICLES = 20_000
 
 def measure_usage(con: duckdb.DuckDBPyConnection, readings: str, pairs: pd.DataFrame,
                   chunk_vehicles: int = USAGE_CHUNK_VEHICLES) -> pd.DataFrame:
-    """:func:`timing.usage.measure_readings` for ``pairs`` (in their order), over the readings
+    """:func:`timing.features.usage.measure_readings` for ``pairs`` (in their order), over the readings
     relation ``readings``.
 
     DuckDB fetches the readings of the pairs' vehicles between the earliest start and the end of

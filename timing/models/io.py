@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from timing.core.errors import ModelError
+from timing.core.files import new_dir_beside, recover_dir, replace_dir
 from timing.models import RESULTS, ModelResult
 
 MANIFEST = "MANIFEST.json"
-
-
-class ModelError(Exception):
-    """A model folder is missing, incomplete or altered."""
 
 
 def sha256_file(path: Path) -> str:
@@ -38,6 +35,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _own_version() -> str:
+    try:
+        return metadata.version("timing")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def library_versions() -> dict[str, str]:
     import duckdb
     import lifelines
@@ -45,9 +49,7 @@ def library_versions() -> dict[str, str]:
     import scipy
     import statsmodels
 
-    import timing
-
-    return {"timing": timing.__version__, "numpy": numpy.__version__, "pandas": pd.__version__,
+    return {"timing": _own_version(), "numpy": numpy.__version__, "pandas": pd.__version__,
             "scipy": scipy.__version__, "lifelines": lifelines.__version__,
             "statsmodels": statsmodels.__version__, "duckdb": duckdb.__version__}
 
@@ -63,8 +65,7 @@ class SavedModel:
 def save_model(result: ModelResult, folder: Path, meta: dict[str, Any]) -> SavedModel:
     """Write ``result`` into ``folder`` atomically (a temp folder renamed into place)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = new_dir_beside(folder)
     try:
         tables = result.to_tables()
         files: dict[str, str] = {}
@@ -84,9 +85,7 @@ def save_model(result: ModelResult, folder: Path, meta: dict[str, Any]) -> Saved
         digests = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         (tmp / MANIFEST).write_text(json.dumps({"sha256": digests}, indent=2, sort_keys=True))
         manifest_sha = sha256_file(tmp / MANIFEST)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -110,6 +109,7 @@ def load_model(folder: Path, expected_manifest_sha256: str | None = None) -> tup
 def verified_info(folder: Path, expected_manifest_sha256: str | None = None) -> dict[str, Any]:
     """The description (``model.json``) of a model folder, after checking every file's hash."""
     folder = Path(folder)
+    recover_dir(folder)
     manifest = folder / MANIFEST
     if not manifest.exists():
         raise ModelError(f"{folder}: not a model folder (no {MANIFEST})")

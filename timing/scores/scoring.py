@@ -14,8 +14,6 @@ horizon.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -24,15 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from timing.asof import open_snapshot
-from timing.features import features_at
-from timing.modelio import ModelError, load_model
+from timing.core.files import write_parquet_atomic
+from timing.features.open_contracts import features_at
+from timing.fitting.registry import latest_model, registered_hash
 from timing.models import ModelResult
 from timing.models.base import MonthlyForecast
-from timing.reasons import explain
-from timing.store import StoreError, connect, table_exists, writing
+from timing.models.io import load_model
+from timing.scores.reasons import explain
+from timing.store.asof import open_snapshot
+from timing.store.db import StoreError, table_exists, writing
 
 DEFAULT_OUT = Path("data/out")
 ID_COLUMNS = ["contract_id", "customer_id", "vehicle_id", "branch_id", "region", "scheduled_end_date"]
@@ -132,55 +131,6 @@ class ScoreReport:
                 f"  expected signings in the next {months} months: {s['p_signed'].sum():,.1f}; "
                 f"expected losses: {s['p_lost'].sum():,.1f}\n"
                 f"  written to the store (table scores) and {self.parquet}")
-
-
-def _registered(store: Path, tail: str, params: list | None = None) -> tuple[Path, str] | None:
-    """(path, manifest hash) of the first model of the store's registry that ``tail`` (a WHERE /
-    ORDER BY clause) selects; None where there is none or no registry."""
-    con = connect(store)
-    try:
-        if not table_exists(con, "model_registry"):
-            return None
-        row = con.execute(f"SELECT path, manifest_sha256 FROM model_registry {tail} LIMIT 1", params or []).fetchone()
-    finally:
-        con.close()
-    return (Path(row[0]), row[1]) if row else None
-
-
-def latest_model(store: Path) -> tuple[Path, str]:
-    """The most recently registered model and its manifest hash."""
-    found = _registered(store, "ORDER BY registered_at DESC")
-    if found is None:
-        raise ModelError("no model has been fitted yet: run `timing fit` first")
-    return found
-
-
-def registered_model(store: Path, version: str) -> tuple[Path, str] | None:
-    """The folder and manifest hash registered for model ``version`` (the latest registration)."""
-    return _registered(store, "WHERE version = ? ORDER BY registered_at DESC", [version])
-
-
-def registered_hash(store: Path, folder: Path) -> str | None:
-    found = _registered(store, "WHERE path = ?", [str(folder.resolve())])
-    return found[1] if found else None
-
-
-def write_parquet_atomic(df: pd.DataFrame | pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        if isinstance(df, pa.Table):  # as pandas' to_parquet writes the table it converts to
-            pq.write_table(df, tmp, compression="snappy")
-        else:
-            df.to_parquet(tmp, index=False)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; an output file is as readable as any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_scores(store: Path, scores: pd.DataFrame | pa.Table) -> None:

@@ -44,10 +44,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from timing.asof import open_snapshot
 from timing.config import FitSettings
-from timing.scoring import forecast_from_scores, registered_model
-from timing.store import connect, table_exists
+from timing.fitting.registry import registered_model
+from timing.scores.scoring import forecast_from_scores
+from timing.store.asof import open_snapshot
+from timing.store.db import connect, table_exists
 
 MODELS = ("prophet", "structural", "survival")
 FORECAST_COLUMNS = ["month", "model", "expected", "lower", "upper"]
@@ -264,7 +265,7 @@ def model_error(calibration: pd.DataFrame) -> float:
     """Relative standard deviation of a month's signings beyond chance, from a holdout's calibration.
 
     ``calibration`` holds per month the predicted and observed signings and, where known, the
-    chance variance of the count (:func:`timing.evaluation.calibration_by_month`; the predicted
+    chance variance of the count (:func:`timing.models.metrics.calibration_by_month`; the predicted
     count stands in for it where absent: the Poisson bound). A month's count is taken as chance
     around the model's total times ``1 + e``, ``e`` with standard deviation ``s`` common to the
     month's contracts (the model's error for that month), so ``(observed - predicted)^2``
@@ -343,7 +344,7 @@ def scores_model_error(store: Path, scores: pd.DataFrame) -> float | None:
     """:func:`model_error` of the model that made ``scores``, from its holdout calibration (its
     folder checked against the hashes registered in the store); None where that cannot be known
     (no scores, several models, a model not registered, moved, altered or without a calibration)."""
-    from timing.modelio import ModelError, verified_info
+    from timing.models.io import ModelError, verified_info
 
     if scores.empty or "model_version" not in scores or scores["model_version"].nunique() != 1:
         return None

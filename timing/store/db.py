@@ -23,8 +23,9 @@ from pathlib import Path
 
 import duckdb
 
-from timing import runtime
-from timing.schema import TABLES
+from timing.core import runtime
+from timing.core.contract import TABLES
+from timing.core.errors import StoreError
 
 DEFAULT_STORE = Path("data/timing.duckdb")
 
@@ -34,17 +35,13 @@ EXPORT_STATE_TABLES: frozenset[str] = frozenset(
 )
 
 
-class StoreError(Exception):
-    """The store is missing, locked or not a timing store."""
-
-
 def default_store_path() -> Path:
     return Path(os.environ.get("TIMING_STORE", str(DEFAULT_STORE)))
 
 
 def configure(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Session settings every connection uses: UTC, quiet progress bar, the thread budget
-    (:func:`timing.runtime.threads`)."""
+    (:func:`timing.core.runtime.threads`)."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET threads = {runtime.threads()}")

@@ -28,10 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from timing.core.conventions import LOST, MONTH_DAYS, SIGNED
 from timing.models.base import MonthlyForecast
-from timing.models.panel import MONTH_DAYS
-
-SIGNED, LOST = 1, 2
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ def calibration_by_month(forecast: MonthlyForecast, obs: Observed, months: int |
     without an event were not observed through are left out (with the later ones): there only the
     contracts that had their event would be compared, and the month would look all but empty (as
     the sixth month of a 181-day holdout, 31 October to 30 April, did before
-    :func:`timing.fitting.holdout_origin` kept holdouts to whole months).
+    :func:`timing.fitting.fit.holdout_origin` kept holdouts to whole months).
     """
     K = months or forecast.months
     rows = []

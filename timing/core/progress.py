@@ -3,7 +3,7 @@
 Library code reports through the *current* :class:`Progress` (a context
 variable, silent unless a caller installs one with :func:`reporting`)::
 
-    from timing import progress
+    from timing.core import progress
 
     with progress.current().task("features at training origins", total=60) as t:
         for origin in origins:

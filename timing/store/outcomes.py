@@ -12,7 +12,7 @@ contract is *open*.
 Notes
 -----
 Everything is relative to an as-of date T and to the contracts visible at T
-(:mod:`timing.asof` passes the right relation). A contract that ended less
+(:mod:`timing.store.asof` passes the right relation). A contract that ended less
 than 180 days before T without a successor is still open at T: the customer
 may yet sign. The matching of inferred successors is a greedy assignment by
 distance ``|end(K) - signed(N)|`` (ties by end date, then ids), computed in
@@ -27,7 +27,7 @@ from datetime import date
 
 import duckdb
 
-from timing.schema import SUCCESSOR_GRACE_DAYS
+from timing.core.contract import SUCCESSOR_GRACE_DAYS
 
 OUTCOME_COLUMNS = (
     "contract_id",

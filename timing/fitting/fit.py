@@ -20,32 +20,25 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from timing.asof import create_views, open_snapshot
 from timing.config import FitSettings
-from timing.evaluation import Observed, calibration_by_month, evaluate
-from timing.features import features_at
-from timing.modelio import SavedModel, save_model
+from timing.core.conventions import MONTH_DAYS, SIGNED
+from timing.core.progress import Progress, current, reporting
+from timing.features.open_contracts import features_at
+from timing.features.training import landmarks, monthly_origins, origin_features, outcomes_with_ends
+from timing.fitting.registry import register_model
 from timing.models import BASELINE, MODEL_COLUMNS, REGISTRY, ModelResult
 from timing.models.base import predict_probabilities
-from timing.models.landmarks import (
-    SIGNED,
-    Landmarks,
-    landmarks,
-    monthly_origins,
-    origin_features,
-    outcomes_with_ends,
-    renumbered,
-)
-from timing.models.panel import MONTH_DAYS
-from timing.progress import Progress, current, reporting
-from timing.store import writing
+from timing.models.data import Landmarks, renumbered
+from timing.models.io import SavedModel, save_model
+from timing.models.metrics import Observed, calibration_by_month, evaluate
+from timing.store.asof import create_views, open_snapshot
 
 DEFAULT_MODEL_ROOT = Path("data/models")
 
@@ -237,21 +230,6 @@ def fit_models(
                      f.stage_seconds, f.truth)
 
 
-def register_model(store: Path, saved: SavedModel, as_of: date, family: str) -> None:
-    """Record the model in the store's history, with its manifest hash (checked on load)."""
-    with writing(store) as con:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS model_registry (version VARCHAR, path VARCHAR, fit_as_of DATE, "
-            "family VARCHAR, manifest_sha256 VARCHAR, registered_at TIMESTAMP)"
-        )
-        con.execute("DELETE FROM model_registry WHERE version = ?", [saved.version])
-        con.execute(
-            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?)",
-            [saved.version, str(saved.path.resolve()), as_of, family, saved.manifest_sha256,
-             datetime.now(UTC).replace(tzinfo=None)],
-        )
-
-
 def read_truth(truth: Path) -> pd.DataFrame:
     """The generator's truth table (contract outcomes after the as-of), for evaluation only."""
     for name in ("contracts.parquet", "contracts.csv"):
@@ -267,7 +245,7 @@ def truth_observed(features: pd.DataFrame, truth: Path, as_of: date, months: int
     when = pd.to_datetime(t["outcome_date"])
     day = (when - pd.Timestamp(as_of)).dt.days.to_numpy(float)
     kind = t["outcome"].map({"repurchased": 1, "lost": 2}).fillna(0).to_numpy(int)
-    return Observed.from_arrays(day, kind, months * 30.4375)
+    return Observed.from_arrays(day, kind, months * MONTH_DAYS)
 
 
 def evaluate_against_truth(model: ModelResult, baseline: ModelResult, features: pd.DataFrame, truth: Path,

@@ -4,7 +4,7 @@ A straight line per car, fitted by least squares on its recent readings, is
 what the data supports: odometers grow almost linearly, readings have gaps,
 and a million cars need one vectorised pass, not a million model fits. The
 sufficient statistics (n, Sxx, Sxy, Syy) come from one SQL aggregation in
-:mod:`timing.features`; the slope, its standard error and the projections are
+:mod:`timing.features.open_contracts`; the slope, its standard error and the projections are
 computed here on whole columns. ``tests/test_usage.py`` checks slope and
 standard error against statsmodels OLS car by car.
 
@@ -36,7 +36,7 @@ def slope_and_se(n: pd.Series, sxx: pd.Series, sxy: pd.Series, syy: pd.Series) -
 def project_usage(df: pd.DataFrame, min_span_days: int = 21) -> pd.DataFrame:
     """Add usage rate, kilometres driven and allowance projections to a feature frame.
 
-    Expects the columns produced by :func:`timing.features.features_at`:
+    Expects the columns produced by :func:`timing.features.open_contracts.features_at`:
     ``fit_n, fit_sxx, fit_sxy, fit_syy, usage_span_days, odometer_last,
     odometer_first, first_reading_day, days_since_reading, annual_km_allowance,
     term_days, days_since_start, days_to_end``.
@@ -80,7 +80,7 @@ def project_usage(df: pd.DataFrame, min_span_days: int = 21) -> pd.DataFrame:
 # measuring readings: one pass for any number of (contract, date) pairs
 
 #: Columns of :func:`measure_readings` besides ``contract_id, as_of``, with their dtypes; the
-#: feature statement (:func:`timing.features.features_sql`) reads them as the relation ``usage``.
+#: feature statement (:func:`timing.features.open_contracts.features_sql`) reads them as the relation ``usage``.
 READING_COLUMNS: dict[str, str] = {  # after ``contract_id`` and ``as_of`` (a timestamp at midnight)
     "n_readings": "Int64", "last_reading_at": "datetime64[us]", "odometer_last": "float64",
     "odometer_first": "float64", "first_reading_at": "datetime64[us]", "n_recent": "Int64",

@@ -28,9 +28,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from timing.outcomes import derive_outcomes
-from timing.schema import TABLES
-from timing.store import StoreError, configure, export_as_of
+from timing.core.contract import TABLES
+from timing.store.db import StoreError, configure, export_as_of
+from timing.store.outcomes import derive_outcomes
 
 
 @dataclass

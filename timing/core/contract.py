@@ -1,7 +1,7 @@
 """The input data contract, declared once.
 
 Every table, column, type and rule of ``docs/data-contract.md`` lives here as
-data. Ingestion (:mod:`timing.ingest`) turns these declarations into set-based
+data. Ingestion (:mod:`timing.ingest.load`) turns these declarations into set-based
 SQL checks; the demo generator writes exactly these columns; the docs are
 written from the same list.
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from timing.core.conventions import CHANNELS
 
 DType = Literal["string", "int", "float", "decimal", "date", "timestamp", "bool"]
 
@@ -102,7 +104,6 @@ class Table:
         raise KeyError(name)
 
 
-CHANNELS = ("email", "phone", "sms", "letter")
 POWERTRAINS = ("ice", "hev", "phev", "bev")
 PRODUCTS = ("lease", "balloon", "hire_purchase")
 END_TYPES = ("returned", "bought_out", "early_terminated", "written_off")

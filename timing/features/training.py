@@ -1,7 +1,7 @@
 """Training data: contracts open at past origins, their features then, and what happened next.
 
 For each origin T_j before the fit date T, the contracts open on T_j are
-described by :func:`timing.features.features_at` on the as-of views at T_j
+described by :func:`timing.features.open_contracts.features_at` on the as-of views at T_j
 (so a training row sees exactly what a score on T_j would have seen), and
 labelled with the outcome known on T (from the views at T, never later).
 
@@ -22,51 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import date
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from timing import runtime
-from timing.asof import create_views
-from timing.features import features_at, measure_usage, pairs_sql
-from timing.models.panel import MONTH_DAYS
-from timing.progress import Progress, as_progress
-from timing.schema import SUCCESSOR_GRACE_DAYS, TABLES
-
-NONE, SIGNED, LOST = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class Landmarks:
-    """Rows of (contract, origin) with features at the origin and labels."""
-
-    features: pd.DataFrame
-    event_month: np.ndarray  # month of the event (1..), 0 when censored
-    event_type: np.ndarray  # NONE (censored), SIGNED or LOST
-    observed_months: np.ndarray  # whole months observed after the origin (<= horizon)
-    event_day: np.ndarray  # days after the origin of the event (NaN when censored)
-    observed_day: np.ndarray  # days after the origin up to which the contract is observed
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def subset(self, mask: np.ndarray) -> Landmarks:
-        return Landmarks(renumbered(self.features[mask]), self.event_month[mask],
-                         self.event_type[mask], self.observed_months[mask], self.event_day[mask],
-                         self.observed_day[mask])
-
-
-def renumbered(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` indexed 0..n-1, without copying its data where it is already so indexed (pandas'
-    ``reset_index`` copies every column: a second or more for the training rows)."""
-    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
-        return frame
-    out = frame.copy(deep=False)
-    out.index = pd.RangeIndex(len(out))
-    return out
+from timing.core import runtime
+from timing.core.contract import SUCCESSOR_GRACE_DAYS, TABLES
+from timing.core.conventions import CENSORED as NONE
+from timing.core.conventions import LOST, MONTH_DAYS, SIGNED
+from timing.core.progress import Progress, as_progress
+from timing.features.open_contracts import features_at, measure_usage, pairs_sql
+from timing.models.data import Landmarks, renumbered
+from timing.store.asof import create_views
 
 
 def monthly_origins(fit_as_of: date, lookback_months: int, every_months: int = 1) -> list[date]:
@@ -140,7 +109,7 @@ def origin_features(
 
     In three passes: the views and (sampled) open contracts at every origin, two
     origins at a time; the readings of all (contract, origin) pairs measured at
-    once (:func:`timing.features.measure_usage`, each pair's windows ending with
+    once (:func:`timing.features.open_contracts.measure_usage`, each pair's windows ending with
     its origin's day); then each origin's feature statement over those measures.
     """
     say = as_progress(progress)
@@ -184,7 +153,7 @@ def origin_features(
                     t.advance()
             pairs = pd.concat(parts, ignore_index=True)
             with say.task(f"readings of {len(pairs):,} contracts at {len(origins)} training origins"):
-                # every origin's readings in one pass (the usage definition of timing.features)
+                # every origin's readings in one pass (the usage definition of timing.features.open_contracts)
                 usage = measure_usage(con, f"{base}.readings", pairs)
                 con.register(f"{run}_frame", usage)
                 con.execute(f"CREATE TABLE {run}.usage AS SELECT * FROM {run}_frame")

@@ -6,7 +6,7 @@ CPU set or ``taskset`` narrows; ``os.cpu_count()`` where the platform has no
 affinity). Everything that starts threads asks here:
 
 * **DuckDB**: every connection the store opens runs ``SET threads`` to the budget
-  (:func:`timing.store.configure`).
+  (:func:`timing.store.db.configure`).
 * **LightGBM**: each fit and prediction passes ``num_threads`` = :func:`threads_now`: the
   budget less the cores other processes keep busy when it starts (on a shared machine a thread
   without a core of its own only makes its partners wait at every synchronisation).
@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from timing.core.errors import ThreadsError
+
 ENV = "TIMING_THREADS"
 
 #: Spin iterations of a GNU OpenMP thread before it sleeps (libgomp's own default is 300,000, or
@@ -51,10 +53,6 @@ KMP_BLOCKTIME = "1"
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _override: int | None = None
-
-
-class ThreadsError(ValueError):
-    """``TIMING_THREADS`` is not a positive integer."""
 
 
 def available_cores() -> int:

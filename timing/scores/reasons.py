@@ -17,8 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from timing.core.conventions import MONTH_DAYS
 from timing.models.base import MonthlyForecast
-from timing.models.panel import COVARIATES, FAULT_EDGES, INTEREST_EDGES, MONTH_DAYS
+from timing.models.covariates import COVARIATES, FAULT_EDGES, INTEREST_EDGES, SALIENCE
 
 MAX_REASONS = 3
 MIN_CONTRIBUTION = 0.05  # log-hazard units; smaller pushes are not worth a word
@@ -157,11 +158,6 @@ def _words(name: str, f: pd.DataFrame, day: np.ndarray) -> np.ndarray:
 def phrases(f: pd.DataFrame, day: np.ndarray) -> dict[str, pd.Series]:
     """One phrase per covariate per contract (empty where the covariate has nothing to say)."""
     return {c.name: pd.Series(_words(c.name, f, day), index=f.index) for c in COVARIATES}
-
-
-# fallback ranking for families without contributions: most telling first
-SALIENCE = ("allowance", "fault", "habit", "battery", "interest", "end", "contacted", "launch", "renewals", "repairs",
-            "usage", "lost_before")
 
 
 def explain(features: pd.DataFrame, forecast: MonthlyForecast) -> pd.Series:
