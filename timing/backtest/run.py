@@ -38,10 +38,11 @@ from timing.config import FitSettings, ScheduleSettings
 from timing.core import runtime
 from timing.core.files import write_csv_atomic, write_parquet_atomic
 from timing.store.db import StoreError, connect, export_as_of, writing
+from timing.store.tables import BACKTEST_RESULTS, append_rows
 
 DEFAULT_OUT = Path("data/out/backtest")
 RESULT_COLUMNS = ["cutoff", *COLUMNS, "partial", "observed_through", "model_family", "capacity_basis"]
-STORE_TABLE = "backtest_results"
+STORE_TABLE = BACKTEST_RESULTS.name
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,7 @@ def record_results(store: Path, table: pd.DataFrame) -> None:
     """Append the rows to the store's history table, stamped with the time of the run."""
     rows = table.assign(run_at=datetime.now(UTC).replace(tzinfo=None))
     with writing(store) as con:
-        con.register("new_rows", rows)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {STORE_TABLE} AS SELECT * FROM new_rows LIMIT 0")
-        con.execute(f"INSERT INTO {STORE_TABLE} BY NAME SELECT * FROM new_rows")
-        con.unregister("new_rows")
+        append_rows(con, BACKTEST_RESULTS, rows)
 
 
 def run_backtest(

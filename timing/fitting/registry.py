@@ -10,24 +10,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from timing.core.errors import ModelError
 from timing.models.io import SavedModel
 from timing.store.db import connect, table_exists, writing
+from timing.store.tables import MODEL_REGISTRY, replace_rows
 
 
 def register_model(store: Path, saved: SavedModel, as_of: date, family: str) -> None:
     """Record the model in the store's history, with its manifest hash (checked on load)."""
+    row = pd.DataFrame({"version": [saved.version], "path": [str(saved.path.resolve())], "fit_as_of": [as_of],
+                        "family": [family], "manifest_sha256": [saved.manifest_sha256],
+                        "registered_at": [datetime.now(UTC).replace(tzinfo=None)]})
     with writing(store) as con:
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS model_registry (version VARCHAR, path VARCHAR, fit_as_of DATE, "
-            "family VARCHAR, manifest_sha256 VARCHAR, registered_at TIMESTAMP)"
-        )
-        con.execute("DELETE FROM model_registry WHERE version = ?", [saved.version])
-        con.execute(
-            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?)",
-            [saved.version, str(saved.path.resolve()), as_of, family, saved.manifest_sha256,
-             datetime.now(UTC).replace(tzinfo=None)],
-        )
+        replace_rows(con, MODEL_REGISTRY, row, {"version": saved.version})
 
 
 def _registered(store: Path, tail: str, params: list | None = None) -> tuple[Path, str] | None:

@@ -78,6 +78,7 @@ from timing.ingest.report import IngestReport
 from timing.ingest.sql import find_table_file, literal
 from timing.store.db import replace_store
 from timing.store.outcomes import build_outcomes
+from timing.store.tables import INGEST_LOG, ensure
 
 #: Cap on DuckDB's own memory during an ingest (None: DuckDB's default, 80 % of RAM).
 MEMORY_LIMIT: str | None = "1250MB"
@@ -165,11 +166,7 @@ def ingest(
             "?::TIMESTAMP AS ingested_at, ?::BOOLEAN AS as_of_inferred",
             [day, str(export_dir.resolve()), now, inferred],
         )
-        con.execute(
-            "CREATE TABLE main.ingest_log (ingested_at TIMESTAMP, export_dir VARCHAR, as_of DATE, "
-            "table_name VARCHAR, source_file VARCHAR, rows_read BIGINT, rows_loaded BIGINT, "
-            "rows_set_aside BIGINT, duplicates BIGINT)"
-        )
+        ensure(con, INGEST_LOG)
         con.executemany(
             "INSERT INTO main.ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [

@@ -21,6 +21,7 @@ from timing.schedule.rules import contact_facts
 from timing.scores.scoring import forecast_from_scores
 from timing.store.asof import open_snapshot
 from timing.store.db import StoreError, connect, table_exists, writing
+from timing.store.tables import SCHEDULES, replace_rows
 
 
 def read_scores(store: Path, as_of: date) -> pd.DataFrame:
@@ -72,16 +73,7 @@ def save_plan(store: Path, plan: Plan) -> None:
     rows["as_of"] = plan.as_of
     rows["capacity_per_week"] = plan.capacity_per_week  # the report reads the capacity a plan had
     with writing(store) as con:
-        con.register("new_plan", rows)
-        if table_exists(con, "schedules"):
-            old = [r[0] for r in con.execute("DESCRIBE schedules").fetchall()]
-            if old != list(rows.columns):
-                con.execute("DROP TABLE schedules")
-        if not table_exists(con, "schedules"):
-            con.execute("CREATE TABLE schedules AS SELECT * FROM new_plan LIMIT 0")
-        con.execute("DELETE FROM schedules WHERE as_of = ?", [plan.as_of])
-        con.execute("INSERT INTO schedules BY NAME SELECT * FROM new_plan")
-        con.unregister("new_plan")
+        replace_rows(con, SCHEDULES, rows, {"as_of": plan.as_of})
 
 
 def run_schedule(

@@ -31,7 +31,8 @@ from timing.models.base import MonthlyForecast
 from timing.models.io import load_model
 from timing.scores.reasons import explain
 from timing.store.asof import open_snapshot
-from timing.store.db import StoreError, table_exists, writing
+from timing.store.db import StoreError, writing
+from timing.store.tables import SCORES, replace_rows
 
 DEFAULT_OUT = Path("data/out")
 ID_COLUMNS = ["contract_id", "customer_id", "vehicle_id", "branch_id", "region", "scheduled_end_date"]
@@ -137,18 +138,9 @@ def save_scores(store: Path, scores: pd.DataFrame | pa.Table) -> None:
     """Replace the store's scores for this as-of date (one transaction)."""
     # as Arrow: DuckDB reads it column by column, not Python object by Python object
     table = scores if isinstance(scores, pa.Table) else pa.Table.from_pandas(scores, preserve_index=False)
+    as_of = table.column("as_of")[0].as_py() if len(table) else None
     with writing(store) as con:
-        con.register("new_scores", table)
-        if table_exists(con, "scores"):
-            old = [r[0] for r in con.execute("DESCRIBE scores").fetchall()]
-            if old != list(table.column_names):
-                # another horizon or model resolution than earlier runs: the history restarts
-                con.execute("DROP TABLE scores")
-        if not table_exists(con, "scores"):
-            con.execute("CREATE TABLE scores AS SELECT * FROM new_scores LIMIT 0")
-        con.execute("DELETE FROM scores WHERE as_of = ?", [table.column("as_of")[0].as_py() if len(table) else None])
-        con.execute("INSERT INTO scores BY NAME SELECT * FROM new_scores")
-        con.unregister("new_scores")
+        replace_rows(con, SCORES, table, {"as_of": as_of})
 
 
 def score(
