@@ -85,3 +85,27 @@ def test_a_plain_callable_or_none_is_accepted_where_progress_is() -> None:
     assert prog.as_progress(None) is prog.current()
     p = prog.Progress()
     assert prog.as_progress(p) is p
+
+
+def test_a_long_step_that_only_said_what_it_is_doing_still_shows_a_sign_of_life() -> None:
+    out = io.StringIO()
+    p = prog.LineProgress(out, interval=60, heartbeat=0.2)
+    p.say("checking readings")
+    time.sleep(0.8)
+    p.close()
+    beats = [ln for ln in out.getvalue().splitlines() if "checking readings (still at it" in ln]
+    assert len(beats) >= 2, out.getvalue()
+
+
+def test_names_with_brackets_are_shown_as_they_are_never_as_markup() -> None:
+    from rich.console import Console
+
+    out = Tty()
+    p = prog.RichProgress(Console(file=out, force_terminal=False, width=120))
+    p.say("[1/7] ingest [bold]customers.csv[/bold]")
+    with p.task("reading [red]x[/red].csv", total=1) as t:
+        t.advance()
+    p.close()
+    text = out.getvalue()
+    assert "[1/7] ingest [bold]customers.csv[/bold]" in text
+    assert "reading [red]x[/red].csv: done in" in text

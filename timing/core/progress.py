@@ -135,7 +135,7 @@ class _LineTask(Task):
         now = time.monotonic()
         if now - self.last >= self.owner.interval:
             self.last = now
-            self.owner.say(self.line())
+            self.owner._write(self.line())
 
     def finish(self) -> None:
         self.owner._finished(self)
@@ -143,7 +143,8 @@ class _LineTask(Task):
 
 class LineProgress(Progress):
     """Plain lines on ``stream`` (a log): news as it comes, a task's count at most every ``interval``
-    seconds, and what is still running after ``heartbeat`` seconds of silence."""
+    seconds, and what is still running (the latest task, else the latest news) after ``heartbeat``
+    seconds of silence."""
 
     def __init__(self, stream: IO[str] | None = None, interval: float = 5.0, heartbeat: float = 8.0,
                  prefix: str = "  .. ") -> None:
@@ -154,52 +155,70 @@ class LineProgress(Progress):
         self._lock = threading.Lock()
         self._tasks: list[_LineTask] = []
         self._last = time.monotonic()
+        self._news: tuple[str, float] | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
-    def say(self, message: str) -> None:
+    def _write(self, line: str) -> None:
         with self._lock:
-            self.stream.write(f"{self.prefix}{message}\n")
+            self.stream.write(f"{self.prefix}{line}\n")
             self.stream.flush()
             self._last = time.monotonic()
-
-    def _start(self, description: str, total: float | None) -> Task:
-        t = _LineTask(self, description, total)
-        self.say(description + (f" (0/{_count(total)})" if total else ""))
-        with self._lock:
-            self._tasks.append(t)
             if self._beat is None:
                 self._beat = threading.Thread(target=self._beating, name="timing-progress", daemon=True)
                 self._beat.start()
+
+    def say(self, message: str) -> None:
+        self._write(message)
+        self._news = (message, time.monotonic())
+
+    def _start(self, description: str, total: float | None) -> Task:
+        t = _LineTask(self, description, total)
+        self._write(description + (f" (0/{_count(total)})" if total else ""))
+        with self._lock:
+            self._tasks.append(t)
         return t
 
     def _finished(self, t: _LineTask) -> None:
         with self._lock:
             if t in self._tasks:
                 self._tasks.remove(t)
-        self.say(f"{t.description}: done in {_clock(time.monotonic() - t.started)}")
+        self._write(f"{t.description}: done in {_clock(time.monotonic() - t.started)}")
 
     def _beating(self) -> None:
         while not self._stop.wait(min(1.0, self.heartbeat / 4)):
             with self._lock:
                 quiet = time.monotonic() - self._last >= self.heartbeat
                 running = self._tasks[-1] if self._tasks else None
-            if quiet and running is not None:
+                news = self._news
+            if not quiet:
+                continue
+            if running is not None:
                 running.last = time.monotonic()
-                self.say(running.line())
+                self._write(running.line())
+            elif news is not None:
+                self._write(f"{news[0]} (still at it: {_clock(time.monotonic() - news[1])})")
 
     def close(self) -> None:
         self._stop.set()
+
+
+def _plain(text: str) -> str:
+    """``text`` shown as it is by rich's description column (which reads markup)."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 class _RichTask(Task):
     def __init__(self, owner: RichProgress, description: str, total: float | None) -> None:
         super().__init__(description, total)
         self.owner = owner
-        self.id = owner.bars.add_task(description, total=total)
+        self.id = owner.bars.add_task(_plain(description), total=total)
 
     def _changed(self) -> None:
-        self.owner.bars.update(self.id, completed=self.completed, total=self.total, description=self.description)
+        self.owner.bars.update(self.id, completed=self.completed, total=self.total,
+                               description=_plain(self.description))
 
     def finish(self) -> None:
         self.owner._finished(self)
@@ -227,6 +246,7 @@ class RichProgress(Progress):
                          TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                          console=self.console, transient=False, refresh_per_second=4)
         self._started = False
+        self._status: Any = None
         self._lock = threading.Lock()
 
     def _ensure(self) -> None:
@@ -235,9 +255,19 @@ class RichProgress(Progress):
                 self.bars.start()
                 self._started = True
 
+    def _print(self, message: str) -> None:
+        from rich.text import Text
+
+        self.bars.console.print(Text.assemble((".. ", "dim"), message), soft_wrap=True)
+
     def say(self, message: str) -> None:
+        """A line above the bars, and a spinner with the time since it below them until the next news."""
         self._ensure()
-        self.bars.console.print(f"[dim]..[/dim] {message}", markup=True, highlight=False, soft_wrap=True)
+        self._print(message)
+        with self._lock:
+            if self._status is not None:
+                self.bars.remove_task(self._status)
+            self._status = self.bars.add_task(_plain(message), total=None)
 
     def _start(self, description: str, total: float | None) -> Task:
         self._ensure()
@@ -245,10 +275,13 @@ class RichProgress(Progress):
 
     def _finished(self, t: _RichTask) -> None:
         self.bars.remove_task(t.id)
-        self.say(f"{t.description}: done in {_clock(time.monotonic() - t.started)}")
+        self._print(f"{t.description}: done in {_clock(time.monotonic() - t.started)}")
 
     def close(self) -> None:
         with self._lock:
+            if self._status is not None:
+                self.bars.remove_task(self._status)
+                self._status = None
             if self._started:
                 self.bars.stop()
                 self._started = False

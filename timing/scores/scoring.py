@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from timing.core.files import write_parquet_atomic
+from timing.core.progress import as_progress, current, reporting
 from timing.features.open_contracts import features_at
 from timing.fitting.registry import latest_model, registered_hash
 from timing.models import ModelResult
@@ -52,8 +53,11 @@ def score_frame(model: ModelResult, features: pd.DataFrame, months: int, version
     """Pure scoring: features of open contracts in, one row of scores per contract out."""
     if months > model.months:
         raise ValueError(f"the model forecasts {model.months} months; asked for {months}")
-    parts = [_score_chunk(model, features.iloc[i:i + chunk], months, version)
-             for i in range(0, max(len(features), 1), chunk)]
+    parts = []
+    with current().task("scoring open contracts", total=len(features)) as task:
+        for i in range(0, max(len(features), 1), chunk):
+            parts.append(_score_chunk(model, features.iloc[i:i + chunk], months, version))
+            task.advance(min(chunk, len(features) - i))
     if len(parts) == 1:
         return parts[0]
     # column by column: a frame-wise concat would turn a chunk's all-empty dates (NaT) into NaN
@@ -152,7 +156,7 @@ def score(
     progress: Callable[[str], None] | None = None,
 ) -> ScoreReport:
     """Score every contract open on ``as_of`` with the latest (or the given) model."""
-    say = progress or (lambda _m: None)
+    say = as_progress(progress)
     expected: str | None
     if model_dir is None:
         folder, expected = latest_model(store)
@@ -166,7 +170,8 @@ def score(
     if features.empty:
         raise StoreError(f"no contract is open on {day}: nothing to score")
     say(f"scoring {len(features):,} contracts with {info['version']}")
-    scores = score_frame(model, features, months, info["version"])
+    with reporting(say):
+        scores = score_frame(model, features, months, info["version"])
     table = pa.Table.from_pandas(scores, preserve_index=False)  # once, for the store and the file
     save_scores(store, table)
     path = Path(out_dir) / f"scores-{day.isoformat()}.parquet"
