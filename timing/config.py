@@ -32,17 +32,13 @@ class FitSettings:
 
     months: int = 12
     #: Monthly training origins. Five years: more than one whole lease (terms of two to four years), so a
-    #: customer's previous renewal is itself a training example, and ten launch seasons rather than six.
-    #: On the demo export 60 months against 36 lowered the holdout's integrated Brier score from 0.0256
-    #: to 0.0250 and raised the backtest's capture from 0.661 to 0.669 (docs/backtest.md, ninth session).
+    #: customer's previous renewal is itself a training example, and ten launch seasons.
     lookback_months: int = 60
     holdout_months: int = 6
     families: tuple[str, ...] = ("discrete", "boost", "cox")
     #: Contracts drawn (deterministically, by hash) at each training origin; 0 or None: all of them.
-    #: A few hundred coefficients need far fewer than a large portfolio's 60 x 250k contract-origins:
-    #: at 100k contracts, 10k per origin gave the same holdout and truth metrics as all of them
-    #: (benchmarks/RESULTS.md), and the cap keeps the fit's cost flat beyond that size: 60 origins of
-    #: 12,000 are the 720,000 contract-origins that 36 origins of 20,000 were before the longer lookback.
+    #: The models' few hundred parameters need far fewer than a large portfolio's contract-origins,
+    #: and the cap keeps the fit's cost flat beyond that size.
     max_contracts_per_origin: int | None = 12_000
     seed: int = 0
     launch_months: tuple[int, ...] = (3, 9)
@@ -98,7 +94,7 @@ class ScheduleSettings:
     keep_threshold: float = 0.15
     weight: str = "probability"
     solver: str = "auto"
-    exact_max_variables: int = 50_000  # HiGHS took 44 s at 70k candidates, 108 s at 118k (benchmarks/RESULTS.md)
+    exact_max_variables: int = 50_000  # beyond this many candidates the exact solver is too slow
     candidate_weeks: int = 6
     business_channel: str = ACCOUNT_CHANNEL
 

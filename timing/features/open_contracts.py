@@ -265,10 +265,8 @@ def pairs_sql(schema: str, as_of: date, contracts: str | None = None) -> str:
             f"FROM ({open_sql(schema, contracts)}) ORDER BY contract_id")
 
 
-#: Vehicles whose readings are fetched and measured at once: about 2M readings rows at one reading
-#: every 4 days. At 1M contracts (357k vehicles in training) 20k took 19 s and 1.5 GB above the
-#: rest, 50k 22 s and 2.4 GB, 10k 23 s and 1.1 GB (two chunks at a time on two cursors: 16 s and
-#: 2.1 GB, or 10k chunks 19 s and 1.5 GB: not worth the threads).
+#: Vehicles whose readings are fetched and measured at once (about 2M readings rows at one reading
+#: every 4 days): bounds the memory of a large portfolio's measurement.
 USAGE_CHUNK_VEHICLES = 20_000
 
 

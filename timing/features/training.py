@@ -172,8 +172,8 @@ def origin_features(
 ORIGIN_WORKERS = 2
 
 
-#: Tables left where they are (a view in the held schema): copying 100M readings into memory cost
-#: 2.6 GB at 1M contracts (fit peak 7.5 GB against 4.9 GB) for a few seconds of the features.
+#: Tables left where they are (a view in the held schema): the readings are read once, in one
+#: pass over every origin, so copying them into memory would cost gigabytes for nothing.
 NOT_HELD = ("readings",)
 
 

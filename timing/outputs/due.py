@@ -17,8 +17,7 @@ longer be contacted on the planned channel.
 
 The whole query is one DuckDB statement with every filter in its ``WHERE``
 clause, so DuckDB filters the plan before joining contracts, vehicles and
-customers: about 1 s for one branch of a plan of 1,000,000 windows on a busy
-2-core machine (``benchmarks/due.py``, figures in ``benchmarks/RESULTS.md``).
+customers (``benchmarks/due.py`` measures it on a plan of a million windows).
 """
 
 from __future__ import annotations
