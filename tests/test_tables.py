@@ -8,7 +8,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from timing.store.tables import SCORES, StoreTable, append_rows, ensure, existing_columns, replace_rows
+from timing.store.tables import (
+    SCORES,
+    StoreTable,
+    append_rows,
+    ensure,
+    existing_columns,
+    replace_rows,
+)
 
 RUNS = StoreTable("runs", (("as_of", "DATE"), ("contract_id", "VARCHAR"), ("p", "DOUBLE")), run_key=("as_of",),
                   open_columns=r"p_m\d{2}")
