@@ -74,7 +74,7 @@ from timing.models.discrete import (
 from timing.models.io import MANIFEST, ModelError, SavedModel, load_model, save_model
 from timing.models.panel import Design, encode, encode_codes, expand
 from timing.scores.scoring import score
-from timing.store.asof import open_snapshot
+from timing.store.asof import create_views, open_snapshot
 
 D = date(2026, 10, 31)
 T = D - timedelta(days=365)
@@ -801,6 +801,25 @@ def test_origin_features_from_held_tables_equal_those_from_the_views(world: Worl
                                     "ESCAPE '\\' OR schema_name LIKE '\\_origins%' ESCAPE '\\' "
                                     "OR schema_name LIKE 'origin%'").fetchall()
         assert leftover == []
+
+
+def test_a_sample_s_outcomes_for_its_customers_alone_give_the_portfolio_s_sample_and_features(world: World) -> None:
+    # sampling derives outcomes only for the customers of the first candidates in hash order; the
+    # sample and its features must be those of deriving every contract's outcome first
+    with open_snapshot(world.full, T) as snap:
+        con, schema = snap.con, snap.schema
+        for origin in monthly_origins(T, 3):
+            for cap in (40, 400, 10**6):
+                create_views(con, schema, origin, "whole")
+                con.execute(f"""CREATE TABLE whole._sample AS SELECT contract_id FROM whole.outcomes
+                    WHERE outcome = 'open' ORDER BY hash(contract_id || '{origin}' || '7'), contract_id
+                    LIMIT {cap}""")
+                expected = features_at(con, "whole", origin, "whole._sample")
+                got = _features_at_origin(con, schema, origin, cap, 7)
+                con.execute("DROP SCHEMA whole CASCADE")
+                if cap == 40:
+                    assert len(got) == 40  # a strict subset of the open contracts
+                pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
 
 
 def test_features_of_a_subset_of_contracts_equal_their_rows_among_all(world: World) -> None:

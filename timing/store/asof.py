@@ -59,8 +59,10 @@ class Snapshot:
         self.close()
 
 
-def create_views(con: duckdb.DuckDBPyConnection, source: str, as_of: date, schema: str) -> None:
-    """Create, in ``schema``, one view per contract table at ``as_of``, and ``outcomes``.
+def create_views(con: duckdb.DuckDBPyConnection, source: str, as_of: date, schema: str,
+                 outcomes: bool = True) -> None:
+    """Create, in ``schema``, one view per contract table at ``as_of``, and (unless ``outcomes`` is
+    False, for a caller that derives them for some customers only) the table ``outcomes``.
 
     ``source`` is the catalog or schema holding the full tables (e.g. ``store.main``).
     """
@@ -68,7 +70,8 @@ def create_views(con: duckdb.DuckDBPyConnection, source: str, as_of: date, schem
     columns = [d[0] for d in con.execute(f"SELECT * FROM {source}.contracts LIMIT 0").description]
     for name, sql in view_sql(source, as_of, schema, columns).items():
         con.execute(f"CREATE OR REPLACE VIEW {schema}.{name} AS {sql}")
-    derive_outcomes(con, f"{schema}.contracts", as_of, f"{schema}.outcomes")
+    if outcomes:
+        derive_outcomes(con, f"{schema}.contracts", as_of, f"{schema}.outcomes")
 
 
 def view_sql(source: str, as_of: date, schema: str, contract_columns: Sequence[str]) -> dict[str, str]:
